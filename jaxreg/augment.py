@@ -1,0 +1,3 @@
+"""jaxreg.augment: under construction in this change."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""jaxreg.cv: under construction in this change."""
+
+__all__: list[str] = []

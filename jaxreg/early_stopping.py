@@ -1,0 +1,3 @@
+"""jaxreg.early_stopping: under construction in this change."""
+
+__all__: list[str] = []

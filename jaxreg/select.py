@@ -1,0 +1,162 @@
+"""Pytree masks that pick which parameter leaves a regularizer touches (floor 1).
+
+A *mask* has the structure of the params (or a prefix of it) with bool leaves, exactly what
+``optax.masked`` takes; a *mask function* maps params to such a tree. ``kernel_mask`` is the sensible
+default for weight penalties and decay: kernels and embedding tables yes, biases, norm scales/offsets and
+batch statistics no. Works on Flax linen param dicts and on ``flax.nnx.State`` alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import jax
+from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
+
+from jaxreg._typing import MaskOrFn, PyTree
+
+__all__ = ["kernel_mask", "path_mask", "key_path_str", "resolve_mask", "selected_leaves"]
+
+# Leaf names that are never weights, whatever their rank.
+_NON_KERNEL_NAMES = frozenset({"bias", "scale", "offset", "mean", "var", "batch_stats"})
+
+
+def key_path_str(path: tuple) -> str:
+    """Join a jax key path into ``'layer/sub/leaf'``.
+
+    nnx ``Variable`` leaves add a trailing ``.value`` attribute to the path; it is dropped so that linen
+    dicts and nnx ``State`` give the same strings.
+    """
+    parts = []
+    for k in path:
+        if isinstance(k, DictKey):
+            parts.append(str(k.key))
+        elif isinstance(k, GetAttrKey):
+            if k.name == "value":
+                continue
+            parts.append(k.name)
+        elif isinstance(k, SequenceKey):
+            parts.append(str(k.idx))
+        elif isinstance(k, FlattenedIndexKey):
+            parts.append(str(k.key))
+        else:  # pragma: no cover - future key types
+            parts.append(str(k))
+    return "/".join(parts)
+
+
+def kernel_mask(params: PyTree) -> PyTree:
+    """Bool mask that is True for weight leaves (kernels, embeddings) and False for everything else.
+
+    A leaf counts as a weight when it has ``ndim >= 2`` and no component of its path is named ``bias``,
+    ``scale``, ``offset``, ``mean``, ``var`` or ``batch_stats``. Dense/conv kernels and embedding tables are
+    selected; biases, LayerNorm/BatchNorm scales and offsets, and running statistics are not.
+
+    Args:
+      params: a pytree of arrays (linen ``params`` dict, ``nnx.State``, any nesting).
+
+    Returns:
+      A pytree of Python bools with the structure of ``params``, usable as ``optax.masked``'s mask and as
+      the ``mask=`` of every jaxreg penalty and transform.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxreg as jr
+      >>> params = {"dense": {"kernel": jnp.ones((3, 4)), "bias": jnp.zeros(4)},
+      ...           "bn": {"scale": jnp.ones(4), "bias": jnp.zeros(4)}}
+      >>> jr.kernel_mask(params)
+      {'bn': {'bias': False, 'scale': False}, 'dense': {'bias': False, 'kernel': True}}
+    """
+
+    def is_kernel(path, leaf) -> bool:
+        names = set(key_path_str(path).split("/"))
+        return getattr(leaf, "ndim", 0) >= 2 and not (names & _NON_KERNEL_NAMES)
+
+    return jax.tree_util.tree_map_with_path(is_kernel, params)
+
+
+def path_mask(params: PyTree, include: str | None = None, exclude: str | None = None) -> PyTree:
+    """Bool mask selecting leaves by a regular expression on their ``'/'``-joined key path.
+
+    A leaf is selected when ``include`` (default: everything) matches somewhere in its path
+    (``re.search``) and ``exclude`` (default: nothing) does not.
+
+    Args:
+      params: a pytree of arrays.
+      include: regex a path must match to be selected, e.g. ``r"kernel$"``.
+      exclude: regex that deselects matching paths, e.g. ``r"^embed/"``.
+
+    Returns:
+      A bool pytree with the structure of ``params``.
+
+    Raises:
+      ValueError: if a pattern is not a valid regular expression.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxreg as jr
+      >>> params = {"encoder": {"kernel": jnp.ones((2, 2))}, "head": {"kernel": jnp.ones((2, 2))}}
+      >>> jr.path_mask(params, include="kernel", exclude="^head/")
+      {'encoder': {'kernel': True}, 'head': {'kernel': False}}
+    """
+    try:
+        inc = re.compile(include) if include is not None else None
+        exc = re.compile(exclude) if exclude is not None else None
+    except re.error as e:
+        raise ValueError(f"path_mask got an invalid regular expression: {e}") from e
+
+    def select(path, _leaf) -> bool:
+        s = key_path_str(path)
+        return (inc is None or inc.search(s) is not None) and (exc is None or exc.search(s) is None)
+
+    return jax.tree_util.tree_map_with_path(select, params)
+
+
+def resolve_mask(tree: PyTree, mask: MaskOrFn) -> PyTree:
+    """Full bool tree for ``tree``: ``None`` selects all, a callable is applied, a prefix is broadcast.
+
+    Args:
+      tree: the params pytree.
+      mask: ``None``, a callable ``tree -> bool pytree``, or a bool pytree that is ``tree``'s structure or
+        a prefix of it (a single ``True``/``False`` is the smallest prefix).
+
+    Returns:
+      A pytree with ``tree``'s structure and Python-bool (or bool array) leaves.
+
+    Raises:
+      ValueError: if ``mask`` is not a prefix of ``tree``'s structure.
+    """
+    if mask is None:
+        return jax.tree.map(lambda _: True, tree)
+    if callable(mask) and not isinstance(mask, (bool, jax.Array)):
+        mask = mask(tree)
+    try:
+        return jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), mask, tree)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            "mask must be a bool pytree with the structure of the params (or a prefix of it), or a callable "
+            f"params -> mask; it does not match: {e}"
+        ) from e
+
+
+def selected_leaves(tree: PyTree, mask: MaskOrFn) -> list[jax.Array]:
+    """The leaves of ``tree`` whose mask entry is True (in flatten order).
+
+    Mask entries must be concrete Python/numpy bools: selection happens at trace time.
+
+    Raises:
+      TypeError: if a mask entry is a traced array.
+    """
+    full = resolve_mask(tree, mask)
+    leaves = jax.tree.leaves(tree)
+    flags = jax.tree.leaves(full)
+    out = []
+    for leaf, flag in zip(leaves, flags, strict=True):
+        if isinstance(flag, jax.core.Tracer):
+            raise TypeError("mask entries must be concrete bools, got a traced value.")
+        if bool(flag):
+            out.append(leaf)
+    return out
+
+
+MaskFn = Callable[[PyTree], PyTree]

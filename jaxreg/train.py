@@ -1,0 +1,3 @@
+"""jaxreg.train: under construction in this change."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""jaxreg.transforms: under construction in this change."""
+
+__all__: list[str] = []
