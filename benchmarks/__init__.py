@@ -1,0 +1,1 @@
+"""jaxreg's jit benchmark suite: ``python -m benchmarks [--quick]`` or ``make bench``."""
