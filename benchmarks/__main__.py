@@ -1,0 +1,130 @@
+"""Run the jaxreg benchmark suite: ``python -m benchmarks [--quick] [--only NAME,...]``.
+
+Each module listed in ``SUITE`` exposes ``run(quick: bool) -> list[Result]``. The runner prints one table,
+writes ``benchmarks/results/<host>-<date>.json`` and rewrites ``benchmarks/RESULTS.md``. A module whose
+optional baseline is not installed reports that in its rows' notes (or is skipped with a note) instead of
+failing the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import platform
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+import jax
+
+from benchmarks._timing import Result
+
+# Order matters only for the report: micro first, then steps, then whole programs.
+SUITE = ("noise", "norm", "penalties", "train_step", "epoch", "sweep")
+HERE = Path(__file__).resolve().parent
+
+
+def environment() -> dict:
+    """Versions, device and core count recorded beside every figure."""
+    import flax
+    import optax
+
+    env = {
+        "host": socket.gethostname(),
+        "date": datetime.date.today().isoformat(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": getattr(jax.lib, "__version__", None) or __import__("jaxlib").__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "backend": jax.default_backend(),
+        "device_kind": jax.devices()[0].device_kind,
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+    }
+    for opt in ("torch", "keras"):
+        try:
+            env[opt] = importlib.import_module(opt).__version__
+        except Exception:  # optional baselines: absence is recorded, not fatal
+            env[opt] = None
+    return env
+
+
+def format_table(rows: list[Result]) -> str:
+    head = "| benchmark | case | ours | reference | ours (ms) | ref (ms) | ratio | target | met | note |"
+    sep = "|---|---|---|---|---:|---:|---:|---|---|---|"
+    lines = [head, sep]
+    for r in rows:
+        target = "" if r.target is None else f"{'>=' if r.higher_is_better else '<='} {r.target:g}"
+        met = {True: "yes", False: "**no**", None: ""}[r.met]
+        lines.append(
+            f"| {r.benchmark} | {r.case} | {r.ours} | {r.ref} | {r.ours_s * 1e3:.3f} | {r.ref_s * 1e3:.3f} "
+            f"| {r.ratio:.3f} | {target} | {met} | {r.note} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions and sizes (a smoke run)")
+    parser.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(SUITE))
+    parser.add_argument("--no-write", action="store_true", help="print only; do not write results files")
+    args = parser.parse_args(argv)
+    names = [n for n in args.only.split(",") if n] or list(SUITE)
+    unknown = sorted(set(names) - set(SUITE))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(SUITE)}")
+
+    env = environment()
+    print(f"# jaxreg benchmarks on {env['device_kind']} ({env['cpu_count']} cores), jax {env['jax']}", flush=True)
+    rows: list[Result] = []
+    failures: dict[str, str] = {}
+    for name in names:
+        if not (HERE / f"{name}.py").exists():
+            failures[name] = "not present in this checkout"
+            continue
+        print(f"## {name} ...", file=sys.stderr, flush=True)
+        try:
+            mod = importlib.import_module(f"benchmarks.{name}")
+            rows.extend(mod.run(quick=args.quick))
+        except Exception:  # one broken benchmark must not hide the others' figures
+            failures[name] = traceback.format_exc(limit=3)
+            print(failures[name], file=sys.stderr)
+    table = format_table(rows)
+    print(table)
+    for name, why in failures.items():
+        print(f"\n{name}: FAILED or skipped\n{why}")
+    if not args.no_write:
+        out = HERE / "results" / f"{env['host']}-{env['date']}{'-quick' if args.quick else ''}.json"
+        out.parent.mkdir(exist_ok=True)
+        payload = {"environment": env, "quick": args.quick, "results": [r.asdict() for r in rows],
+                   "failures": failures}
+        out.write_text(json.dumps(payload, indent=2) + "\n")
+        md = [
+            "# jaxreg benchmark results",
+            "",
+            "Written by `make bench` (`python -m benchmarks`). Every ratio is ours / reference, both measured",
+            "in the same process, interleaved, medians after warm-up (lower is better unless the target says",
+            "`>=`). Absolute times are context only: these machines are noisy.",
+            "",
+            "Environment: " + ", ".join(f"{k}={v}" for k, v in env.items() if k != "host"),
+            "",
+            table,
+            "",
+        ]
+        if failures:
+            md += ["Skipped or failed:", ""] + [f"- `{n}`: {w.strip().splitlines()[-1]}" for n, w in failures.items()]
+        extra = HERE / "NOTES.md"
+        if extra.exists():
+            md += ["", extra.read_text()]
+        (HERE / "RESULTS.md").write_text("\n".join(md) + "\n")
+        print(f"\nwrote {out.relative_to(HERE.parent)} and benchmarks/RESULTS.md", file=sys.stderr)
+    return 0  # a missed target is reported in the table, not an error: the figures are the product
+
+
+if __name__ == "__main__":
+    sys.exit(main())
