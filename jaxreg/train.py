@@ -1,3 +1,469 @@
-"""jaxreg.train: under construction in this change."""
+"""Training state and one compiled training step with every regularizer inside it (floor 6).
 
-__all__: list[str] = []
+The pieces, each usable on its own::
+
+    state = jr.create_train_state(params, tx, key, model_state=variables_without_params)
+    train_step = jr.make_train_step(apply_fn, loss_fn, tx, penalties=[(jr.l2, 1e-4, jr.kernel_mask)])
+    evaluate = jr.make_eval_step(apply_fn, loss_fn)
+    state, metrics = train_step(state, x_batch, y_batch)              # one jitted, donated step
+    train_epoch = jr.make_train_epoch(train_step, batch_size=64)      # lax.scan over shuffled batches
+    state, history = jr.fit(state, train_step, (x, y), epochs=20, batch_size=64,
+                            val_data=(x_val, y_val), eval_step=evaluate,
+                            early_stopping=jr.EarlyStopping(patience=5))
+
+**Model contract.** A model is ``apply_fn(params, model_state, x, *, key, training) -> (outputs,
+new_model_state)``: ``params`` are the trained leaves, ``model_state`` the non-trained collections (e.g.
+``{"batch_stats": ...}``; ``{}`` when there are none), ``key`` a ``jax.random`` key for the step's noise
+(dropout, noise layers; ``None`` in evaluation) and ``training`` a Python bool. ``new_model_state`` must
+have the structure of ``model_state`` (a skipped step selects between the two); in evaluation it is ignored.
+:func:`linen_apply` adapts a ``flax.linen`` module whose ``__call__`` takes ``train``.
+
+**Loss contract.** ``loss_fn(outputs, y) -> per-example loss`` of shape ``(batch,)`` (trailing axes are
+averaged), e.g. ``optax.softmax_cross_entropy_with_integer_labels``. With per-example ``weights`` (k-fold
+masks, class weights) the task loss is ``sum(w * l) / max(sum(w), 1)``; zero weights exclude examples.
+
+**Penalties** are ``(penalty_fn, coefficient, mask)`` triples (or ``(penalty_fn, coefficient)`` pairs) added
+to the loss as ``coefficient * penalty_fn(params, mask=mask)``; ``jr.l1``, ``jr.l2``, ``jr.elastic_net``...
+fit. A coefficient may be a traced array: to sweep it under ``jax.vmap`` build the step inside the vmapped
+function, ``jax.vmap(lambda c, s: make_train_step(..., penalties=[(jr.l2, c, None)], jit=False)(s, x, y))``.
+Optimizer-side regularizers (decoupled decay, proximal steps, max-norm) go into the optax ``optimizer``.
+
+**Randomness.** Everything derives from ``state.key``: the noise of step ``k`` uses
+``jax.random.fold_in(state.key, k)`` (so a step's dropout masks depend only on the key and the step number,
+whatever happened before), and epoch ``e`` is shuffled by ``jax.random.permutation(jax.random.fold_in(
+shuffle_root, e), n)`` where ``shuffle_root = jax.random.fold_in(state.key, 2**32 - 1)``, a stream no int32
+step number reaches. Same key and data give bitwise identical params and history.
+
+**Non-finite updates.** When the loss or any gradient is NaN/inf, the step keeps ``params``, ``opt_state`` and
+``model_state`` unchanged (a ``jnp.where`` select, so it also works under ``vmap``), adds 1 to
+``state.skipped`` and reports ``skipped=1`` in its metrics. ``state.step`` still advances, so the next step
+draws fresh noise.
+
+**Extra arguments of the optimizer.** When ``optimizer`` is an ``optax.GradientTransformationExtraArgs`` (any
+``optax.chain``, ``optax.adam``...), the step calls ``optimizer.update(grads, opt_state, params, value=v)``
+with ``v`` the step's ``value`` argument, or its own total (task + penalty) loss when ``value`` is None, which
+is what ``optax.contrib.reduce_on_plateau`` and ``optax.polyak_sgd`` read. :func:`fit` passes the latest
+validation loss as ``value`` to every step of an epoch; give ``reduce_on_plateau`` an ``accumulation_size``
+of ``num_train // batch_size`` (the steps per epoch) so that its patience counts epochs. Because optax 0.2.8
+is not clean under ``jax_numpy_dtype_promotion="strict"`` (``optax.adam``'s bias correction raises a Python
+float to an int32 count; ``reduce_on_plateau`` multiplies an int32 count by a float32 average), the
+optimizer update is traced under ``jax.numpy_dtype_promotion("standard")``; the loss and penalties are not.
+
+**Donation.** The jitted step and epoch donate their ``state`` argument: after ``state2, _ =
+train_step(state, ...)`` the old ``state`` is invalid. :func:`create_train_state` copies every leaf
+(``params``, ``model_state``, ``key``...) so that the caller's arrays survive and no buffer appears twice.
+
+**Vectorizing (k folds, sweeps).** With ``jit=False`` the step, the epoch and the evaluation are plain pure
+functions of the state: stack states with ``jax.vmap(lambda k: create_train_state(params, tx, k))(keys)``
+and run ``jax.jit(jax.vmap(make_train_epoch(step, batch_size=b, jit=False), in_axes=(0, None, None, None,
+0)))(states, x, y, epoch, fold_weights)`` to train every fold on the same on-device data, each weighting
+its loss by its own mask (an all-zero batch still makes a zero-gradient optimizer step). The shuffle and
+the noise then differ per member because the keys do.
+
+Example:
+  >>> import jax, jax.numpy as jnp, optax, flax.linen as nn
+  >>> import jaxreg as jr
+  >>> class MLP(nn.Module):
+  ...     @nn.compact
+  ...     def __call__(self, x, train: bool):
+  ...         x = nn.relu(nn.Dense(8)(x))
+  ...         x = nn.Dropout(0.5, deterministic=not train)(x)
+  ...         return nn.Dense(3)(x)
+  >>> model = MLP()
+  >>> x = jax.random.normal(jax.random.key(1), (64, 4))
+  >>> y = jnp.arange(64) % 3
+  >>> params = model.init(jax.random.key(0), x, train=False)["params"]
+  >>> tx = optax.adam(1e-2)
+  >>> state = jr.create_train_state(params, tx, jax.random.key(2))
+  >>> step = jr.make_train_step(jr.linen_apply(model), optax.softmax_cross_entropy_with_integer_labels,
+  ...                           tx, penalties=[(jr.l2, 1e-4, jr.kernel_mask)])
+  >>> state, metrics = step(state, x[:16], y[:16])
+  >>> sorted(metrics), int(state.step)
+  (['accuracy', 'grad_norm', 'loss', 'penalty', 'skipped'], 1)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from jax.typing import ArrayLike
+
+from jaxreg._fit import fit, make_train_epoch
+from jaxreg._typing import KeyArray, MaskOrFn, PyTree
+from jaxreg._validate import check_callable, check_in_range, check_key
+from jaxreg.metrics import accuracy
+
+__all__ = [
+    "TrainState",
+    "create_train_state",
+    "linen_apply",
+    "make_train_step",
+    "make_eval_step",
+    "make_train_epoch",
+    "fit",
+]
+
+
+class ApplyFn(Protocol):
+    """``apply_fn(params, model_state, x, *, key, training) -> (outputs, new_model_state)``."""
+
+    def __call__(
+        self, params: PyTree, model_state: PyTree, x: Any, *, key: KeyArray | None, training: bool
+    ) -> tuple[Any, PyTree]: ...
+
+
+LossFn = Callable[[Any, Any], jax.Array]
+"""``loss_fn(outputs, y) -> per-example loss``, shape ``(batch,)``."""
+
+Penalty = tuple  # (penalty_fn, coefficient, mask) or (penalty_fn, coefficient)
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a training step reads and writes, as one pytree (donated to, and returned by, the step).
+
+    Attributes:
+      params: the trained parameters.
+      model_state: non-trained model collections, e.g. ``{"batch_stats": ...}``; ``{}`` when there are none.
+      opt_state: the optax optimizer state.
+      key: the root ``jax.random`` key; step ``k`` uses ``jax.random.fold_in(key, k)``. Never changes.
+      step: shape=(), int32: number of steps taken (including skipped ones).
+      skipped: shape=(), int32: number of steps whose update was skipped because of a non-finite loss/grad.
+      stopper: the :class:`jaxreg.EarlyStoppingState` (tracking ``{"params": ..., "model_state": ...}``) or
+        None; updated by :func:`fit`, never by the step.
+
+    Under ``jax.vmap`` (k folds, a sweep) every field gains a leading member axis. Use ``state.replace(...)``
+    to change fields.
+    """
+
+    params: PyTree
+    model_state: PyTree
+    opt_state: optax.OptState
+    key: KeyArray
+    step: jax.Array
+    skipped: jax.Array
+    stopper: Any = None
+
+
+def _copy_tree(tree: PyTree) -> PyTree:
+    # Fresh buffers for every leaf: the state is donated, and donating a caller's array (params, key) or one
+    # buffer twice (an init that reuses a constant for two fields) fails or invalidates the caller's arrays.
+    return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
+
+
+def create_train_state(
+    params: PyTree,
+    optimizer: optax.GradientTransformation,
+    key: KeyArray,
+    *,
+    model_state: PyTree | None = None,
+    early_stopping: Any | None = None,
+) -> TrainState:
+    """A fresh :class:`TrainState`: ``opt_state = optimizer.init(params)``, ``step = skipped = 0``.
+
+    Args:
+      params: the initial parameters. Every leaf of the returned state is a fresh copy, so the caller's
+        ``params`` and ``key`` stay valid after the state is donated to a step.
+      optimizer: the optax transformation the step will use.
+      key: the root ``jax.random`` key (typed ``jax.random.key`` or legacy ``PRNGKey``).
+      model_state: non-trained collections, e.g. ``{"batch_stats": ...}`` from ``module.init``; ``None`` -> ``{}``.
+      early_stopping: a :class:`jaxreg.EarlyStopping`; if given, ``stopper`` is its initial state tracking
+        ``{"params": params, "model_state": model_state}``.
+
+    Returns:
+      A :class:`TrainState`.
+
+    Raises:
+      ValueError: if ``key`` is None.
+      TypeError: if ``optimizer`` has no ``init``/``update``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> import jaxreg as jr
+      >>> state = jr.create_train_state({"w": jnp.zeros(3)}, optax.sgd(0.1), jax.random.key(0))
+      >>> print(state.step, state.skipped, state.model_state, state.stopper)
+      0 0 {} None
+    """
+    check_key(key, "create_train_state")
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation, got optimizer = {optimizer!r}.")
+    model_state = {} if model_state is None else model_state
+    stopper = None
+    if early_stopping is not None:
+        stopper = early_stopping.init({"params": params, "model_state": model_state})
+    state = TrainState(
+        params=params,
+        model_state=model_state,
+        opt_state=optimizer.init(params),
+        key=key,
+        step=jnp.zeros((), jnp.int32),
+        skipped=jnp.zeros((), jnp.int32),
+        stopper=stopper,
+    )
+    return _copy_tree(state)
+
+
+def linen_apply(module: Any, *, dropout_rng_name: str = "dropout", train_arg: str | None = "train") -> ApplyFn:
+    """Adapt a ``flax.linen`` module to the ``apply_fn(params, model_state, x, *, key, training)`` contract.
+
+    The adapter calls ``module.apply({"params": params, **model_state}, x, train=training,
+    rngs={dropout_rng_name: key}, mutable=list(model_state))`` when training (``rngs`` only when ``key`` is
+    not None, ``mutable`` only when ``model_state`` is non-empty) and without ``mutable`` in evaluation, and
+    returns ``(outputs, {**model_state, **updated_collections})``.
+
+    Args:
+      module: a ``flax.linen.Module``.
+      dropout_rng_name: the rng stream name the module's ``nn.Dropout`` layers use.
+      train_arg: the keyword of ``__call__`` that switches training mode, or None if it has none.
+
+    Returns:
+      An ``apply_fn`` for :func:`make_train_step` / :func:`make_eval_step`.
+
+    Raises:
+      TypeError: if ``module`` has no ``apply`` method.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> import jaxreg as jr
+      >>> class Net(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x, train: bool):
+      ...         return nn.BatchNorm(use_running_average=not train)(nn.Dense(2)(x))
+      >>> variables = Net().init(jax.random.key(0), jnp.ones((4, 3)), train=False)
+      >>> apply_fn = jr.linen_apply(Net())
+      >>> out, ms = apply_fn(variables["params"], {"batch_stats": variables["batch_stats"]}, jnp.ones((4, 3)),
+      ...                    key=None, training=True)
+      >>> out.shape, sorted(ms)
+      ((4, 2), ['batch_stats'])
+    """
+    if not callable(getattr(module, "apply", None)):
+        raise TypeError(f"module must be a flax.linen.Module, got module = {module!r}.")
+
+    def apply_fn(params, model_state, x, *, key=None, training):
+        kwargs = {} if train_arg is None else {train_arg: training}
+        rngs = {dropout_rng_name: key} if key is not None else None
+        variables = {"params": params, **model_state}
+        if training and model_state:
+            outputs, updates = module.apply(variables, x, rngs=rngs, mutable=list(model_state), **kwargs)
+            return outputs, {**model_state, **updates}
+        return module.apply(variables, x, rngs=rngs, **kwargs), model_state
+
+    return apply_fn
+
+
+def _check_penalties(penalties: Sequence[Penalty]) -> tuple[tuple[Callable, Any, MaskOrFn], ...]:
+    out = []
+    for i, entry in enumerate(penalties):
+        if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 3):
+            raise TypeError(
+                f"penalties[{i}] must be a (penalty_fn, coefficient, mask) or (penalty_fn, coefficient) tuple, "
+                f"got penalties[{i}] = {entry!r}."
+            )
+        fn, coef, mask = (*entry, None) if len(entry) == 2 else entry
+        check_callable(f"penalties[{i}] penalty_fn", fn)
+        check_in_range(f"penalties[{i}] coefficient", coef, 0.0, None)
+        out.append((fn, coef, mask))
+    return tuple(out)
+
+
+def _per_example(losses: jax.Array) -> jax.Array:
+    losses = jnp.asarray(losses)
+    return losses if losses.ndim <= 1 else jnp.mean(losses, axis=tuple(range(1, losses.ndim)))
+
+
+def _weighted_mean(losses: jax.Array, weights: ArrayLike | None) -> jax.Array:
+    losses = _per_example(losses)
+    if weights is None:
+        return jnp.mean(losses)
+    if losses.ndim == 0:
+        raise ValueError("weights need a per-example loss: loss_fn returned a scalar.")
+    w = jnp.asarray(weights).astype(losses.dtype)
+    return jnp.sum(w * losses) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def _is_classification(outputs: Any, y: Any) -> bool:
+    return (
+        hasattr(outputs, "dtype")
+        and hasattr(y, "dtype")
+        and jnp.issubdtype(y.dtype, jnp.integer)
+        and jnp.ndim(outputs) == jnp.ndim(y) + 1
+    )
+
+
+def _select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def make_train_step(
+    apply_fn: ApplyFn,
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    penalties: Sequence[Penalty] = (),
+    donate: bool = True,
+    jit: bool = True,
+) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+    """Build ``step(state, x, y, weights=None, value=None) -> (state, metrics)``: forward, loss, grad, update.
+
+    One step: ``key = fold_in(state.key, state.step)``; ``outputs, model_state = apply_fn(params,
+    state.model_state, x, key=key, training=True)``; ``loss = weighted_mean(loss_fn(outputs, y)) +
+    sum(c * penalty_fn(params, mask=m))``; ``grads = grad(loss)``; ``optimizer.update`` (with ``value=`` for an
+    extra-args optimizer, see the module docstring); apply the updates unless the loss or a gradient is
+    non-finite (then count the step in ``state.skipped`` and keep the old params, optimizer and model state).
+
+    Args:
+      apply_fn: the model, ``apply_fn(params, model_state, x, *, key, training) -> (outputs, model_state)``.
+      loss_fn: ``loss_fn(outputs, y) -> per-example loss``.
+      optimizer: an optax transformation (e.g. an ``optax.chain`` holding jaxreg transforms).
+      penalties: ``(penalty_fn, coefficient, mask)`` triples or ``(penalty_fn, coefficient)`` pairs; concrete
+        coefficients must be >= 0, traced ones pass unchecked.
+      donate: donate the ``state`` argument (``donate_argnums=0``) to reuse its buffers.
+      jit: return the ``jax.jit``-compiled step (default) or the plain Python function, to ``vmap``/``scan``
+        or to jit yourself.
+
+    Returns:
+      ``step(state, x, y, weights=None, value=None)``. ``weights``: optional per-example weights, shape
+      ``(batch,)``. ``value``: optional scalar handed to the optimizer as ``value=``. The metrics dict holds
+      float32 scalars ``loss`` (task loss, without penalties), ``penalty`` (weighted sum of penalties),
+      ``grad_norm`` (global L2 norm of the gradient), ``accuracy`` (only for integer labels and
+      ``(..., classes)`` outputs; the outputs are the training-mode ones, with dropout) and int32 ``skipped``
+      (1 if this step's update was skipped).
+
+    Raises:
+      TypeError: if a function argument is not callable or a penalty entry is malformed.
+      ValueError: if a concrete penalty coefficient is negative.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> import jaxreg as jr
+      >>> def apply_fn(params, model_state, x, *, key, training):
+      ...     return x @ params["w"], model_state
+      >>> def loss_fn(pred, y):
+      ...     return (pred - y) ** 2
+      >>> tx = optax.sgd(0.1)
+      >>> state = jr.create_train_state({"w": jnp.zeros(2)}, tx, jax.random.key(0))
+      >>> step = jr.make_train_step(apply_fn, loss_fn, tx)
+      >>> x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> state, metrics = step(state, x, jnp.array([1.0, jnp.nan]))   # NaN loss: update skipped
+      >>> print(state.params["w"], state.skipped, metrics["skipped"])
+      [0. 0.] 1 1
+      >>> state, metrics = step(state, x, jnp.array([1.0, 3.0]), jnp.array([1.0, 0.0]))  # 2nd example off
+      >>> print(state.params["w"], state.step, state.skipped)
+      [0.2 0. ] 2 1
+    """
+    check_callable("apply_fn", apply_fn)
+    check_callable("loss_fn", loss_fn)
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(f"optimizer must be an optax.GradientTransformation, got optimizer = {optimizer!r}.")
+    penalties = _check_penalties(penalties)
+    takes_extra_args = isinstance(optimizer, optax.GradientTransformationExtraArgs)
+
+    def train_step(state: TrainState, x: Any, y: Any, weights: ArrayLike | None = None, value: ArrayLike | None = None):
+        noise_key = jax.random.fold_in(state.key, state.step)
+
+        def objective(params):
+            outputs, model_state = apply_fn(params, state.model_state, x, key=noise_key, training=True)
+            task = _weighted_mean(loss_fn(outputs, y), weights)
+            penalty = jnp.zeros((), task.dtype)
+            for fn, coef, mask in penalties:
+                term = fn(params, mask=mask)
+                penalty = penalty + jnp.asarray(coef).astype(task.dtype) * jnp.asarray(term).astype(task.dtype)
+            return task + penalty, (task, penalty, outputs, model_state)
+
+        grad_fn = jax.value_and_grad(objective, has_aux=True)
+        (total, (task, penalty, outputs, model_state)), grads = grad_fn(state.params)
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
+
+        extra = {"value": total if value is None else jnp.asarray(value)} if takes_extra_args else {}
+        # optax is not clean under strict dtype promotion (adam's `decay**count`, reduce_on_plateau's
+        # `count * avg_value` mix Python floats / int32 counts with float32); our loss code above stays strict.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params, **extra)
+        params = optax.apply_updates(state.params, updates)
+
+        skipped = (~finite).astype(jnp.int32)
+        new_state = state.replace(
+            params=_select(finite, params, state.params),
+            opt_state=_select(finite, opt_state, state.opt_state),
+            model_state=_select(finite, model_state, state.model_state),
+            step=state.step + 1,
+            skipped=state.skipped + skipped,
+        )
+        metrics = {
+            "loss": task.astype(jnp.float32),
+            "penalty": penalty.astype(jnp.float32),
+            "grad_norm": grad_norm.astype(jnp.float32),
+            "skipped": skipped,
+        }
+        if _is_classification(outputs, y):
+            metrics["accuracy"] = accuracy(outputs, y, weights=weights)
+        return new_state, metrics
+
+    if not jit:
+        return train_step
+    compiled = jax.jit(train_step, donate_argnums=(0,) if donate else ())
+
+    @functools.wraps(train_step)
+    def jitted_train_step(state, x, y, weights=None, value=None):
+        # Always pass all five arguments: jit keys its cache on the positional arity, so step(s, x, y) and a
+        # call with explicit Nones (as in the scanned epoch) would otherwise compile twice.
+        return compiled(state, x, y, weights, value)
+
+    return jitted_train_step
+
+
+def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn, *, jit: bool = True) -> Callable[..., dict[str, jax.Array]]:
+    """Build ``evaluate(state, x, y, weights=None) -> {"loss", "accuracy"}`` in evaluation mode (no noise).
+
+    The model runs with ``key=None, training=False`` on the whole ``x`` at once (one batch; split very large
+    sets yourself). ``loss`` is the (weighted) mean task loss, without penalties; ``accuracy`` is present only
+    for integer labels and ``(..., classes)`` outputs. Nothing is donated.
+
+    Args:
+      apply_fn: the model (see the module docstring).
+      loss_fn: ``loss_fn(outputs, y) -> per-example loss``.
+      jit: return the ``jax.jit``-compiled function (default) or the plain one (to ``vmap``).
+
+    Returns:
+      ``evaluate(state, x, y, weights=None)`` returning a dict of float32 scalars.
+
+    Raises:
+      TypeError: if ``apply_fn`` or ``loss_fn`` is not callable.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> import jaxreg as jr
+      >>> def apply_fn(params, model_state, x, *, key, training):
+      ...     return x @ params["w"], model_state
+      >>> state = jr.create_train_state({"w": jnp.eye(2)}, optax.sgd(0.1), jax.random.key(0))
+      >>> evaluate = jr.make_eval_step(apply_fn, optax.softmax_cross_entropy_with_integer_labels)
+      >>> m = evaluate(state, jnp.array([[2.0, 0.0], [0.0, 2.0]]), jnp.array([0, 0]))
+      >>> print(m["accuracy"], m["loss"])
+      0.5 1.127
+    """
+    check_callable("apply_fn", apply_fn)
+    check_callable("loss_fn", loss_fn)
+
+    def eval_step(state: TrainState, x: Any, y: Any, weights: ArrayLike | None = None) -> dict[str, jax.Array]:
+        outputs, _ = apply_fn(state.params, state.model_state, x, key=None, training=False)
+        metrics = {"loss": _weighted_mean(loss_fn(outputs, y), weights).astype(jnp.float32)}
+        if _is_classification(outputs, y):
+            metrics["accuracy"] = accuracy(outputs, y, weights=weights)
+        return metrics
+
+    if not jit:
+        return eval_step
+    compiled = jax.jit(eval_step)
+
+    @functools.wraps(eval_step)
+    def jitted_eval_step(state, x, y, weights=None):
+        return compiled(state, x, y, weights)  # fixed arity: one cache entry (see make_train_step)
+
+    return jitted_eval_step
