@@ -190,17 +190,16 @@ class EarlyStopping:
                 raise ValueError(
                     "EarlyStopping.init needs params when restore_best=True; pass the initial params."
                 )
-            best_params = jax.tree.map(jnp.asarray, params)
-        minus_one = jnp.asarray(-1, jnp.int32)
+            best_params = jax.tree.map(jnp.array, params)  # a copy: donating a state must not alias params
         return EarlyStoppingState(
             step=jnp.zeros((), jnp.int32),
             wait=jnp.zeros((), jnp.int32),
             best_value=jnp.full((), jnp.nan, jnp.float32),
-            best_step=minus_one,
+            best_step=jnp.asarray(-1, jnp.int32),
             best_params=best_params,
             has_improved=jnp.zeros((), jnp.bool_),
             should_stop=jnp.zeros((), jnp.bool_),
-            stopped_step=minus_one,
+            stopped_step=jnp.asarray(-1, jnp.int32),
         )
 
     def _beats(self, value: jax.Array, reference: jax.Array | float) -> jax.Array:
