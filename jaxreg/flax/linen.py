@@ -1,0 +1,413 @@
+"""``flax.linen`` modules over jaxreg's noise and batch-norm functions (floor 5).
+
+Each module is a thin shell: the noise layers draw their key with ``self.make_rng(self.rng_collection)``
+(``'dropout'`` by default, as ``flax.linen.Dropout``) and call the function of the same name in
+``jaxreg.noise``; ``BatchNorm`` keeps ``flax.linen.BatchNorm``'s variables (``params``: ``scale``, ``bias``;
+``batch_stats``: ``mean``, ``var``) and calls :func:`jaxreg.batch_norm`. Fields and call signatures follow
+their flax namesakes, so ``jrl.Dropout`` / ``jrl.BatchNorm`` can replace ``nn.Dropout`` / ``nn.BatchNorm`` in
+an existing model: same auto-generated names, same variable tree, same dropout masks (with the default
+``mask_impl="prng"``), same batch-norm numerics.
+
+Differences from flax, all inherited from the functional core: a ``rate`` of 1 is rejected (``ValueError``)
+instead of returning zeros; ``BatchNorm`` returns ``x.dtype`` (flax with ``dtype=None`` promotes a bfloat16
+input to float32), takes a single integer ``axis`` and no ``mask``; it adds ``ghost_batch_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.typing import Dtype, Initializer
+
+from jaxreg import noise, norm
+from jaxreg._typing import KeyArray
+from jaxreg._validate import is_concrete
+
+__all__ = [
+    "Dropout",
+    "SpatialDropout",
+    "GaussianDropout",
+    "AlphaDropout",
+    "GaussianNoise",
+    "DropPath",
+    "BatchNorm",
+]
+
+
+def _apply_noise(
+    module: nn.Module,
+    fn: Callable[..., jax.Array],
+    x: jax.typing.ArrayLike,
+    amount: Any,
+    deterministic: bool | None,
+    rng: KeyArray | None,
+    **options: Any,
+) -> jax.Array:
+    deterministic = nn.merge_param("deterministic", module.deterministic, deterministic)
+    if deterministic or (is_concrete(amount) and float(amount) == 0.0):
+        # Like flax.linen.Dropout, inference or a zero rate draws no key (the function still validates).
+        return fn(None, x, amount, deterministic=True, **options)
+    if rng is None:
+        rng = module.make_rng(module.rng_collection)
+    return fn(rng, x, amount, **options)
+
+
+class Dropout(nn.Module):
+    """Inverted dropout, :func:`jaxreg.dropout` as a linen module (a drop-in for ``flax.linen.Dropout``).
+
+    With the default ``mask_impl="prng"`` the mask is ``flax.linen.Dropout``'s for the same ``'dropout'``
+    rng, bit for bit; ``"hash"`` is faster (see ``jaxreg.noise``).
+
+    Attributes:
+      rate: drop probability in ``[0, 1)``.
+      broadcast_dims: axes along which the mask is shared.
+      deterministic: ``True`` returns the input; may instead be given to ``__call__`` (``merge_param``).
+      rng_collection: the rng stream the key is drawn from.
+      mask_impl: ``"prng"`` or ``"hash"``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import flax.linen as nn
+      >>> from jaxreg.flax import linen as jrl
+      >>> x = jnp.ones((2, 4))
+      >>> layer = jrl.Dropout(0.5)
+      >>> variables = layer.init(jax.random.key(0), x, deterministic=True)
+      >>> y = layer.apply(variables, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+      >>> print(y)
+      [[0. 0. 0. 0.]
+       [2. 0. 0. 2.]]
+      >>> y_flax = nn.Dropout(0.5).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+      >>> bool(jnp.array_equal(y, y_flax))
+      True
+    """
+
+    rate: float
+    broadcast_dims: Sequence[int] = ()
+    deterministic: bool | None = None
+    rng_collection: str = "dropout"
+    mask_impl: str = "prng"
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        deterministic: bool | None = None,
+        rng: KeyArray | None = None,
+        *,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Apply dropout.
+
+        Args:
+          x: a floating array.
+          deterministic: ``True`` returns ``x``; exactly one of this argument and the attribute must be
+            set (flax's ``merge_param``).
+          rng: a key to use instead of ``self.make_rng(self.rng_collection)``.
+          example_ids: optional ``(batch,)`` integer ids (see :func:`jaxreg.dropout`).
+
+        Returns:
+          An array with the shape and dtype of ``x``.
+
+        Raises:
+          ValueError: bad ``rate`` or ``mask_impl``; ``deterministic`` set twice or never.
+          flax.errors.InvalidRngError: no rng stream named ``rng_collection`` was given to ``apply``.
+        """
+        return _apply_noise(
+            self, noise.dropout, x, self.rate, deterministic, rng,
+            broadcast_dims=tuple(self.broadcast_dims), mask_impl=self.mask_impl, example_ids=example_ids,
+        )
+
+
+class SpatialDropout(nn.Module):
+    """Drop whole feature maps, :func:`jaxreg.spatial_dropout` as a linen module (Keras ``SpatialDropout2D``).
+
+    Attributes:
+      rate: drop probability in ``[0, 1)``.
+      channel_axis: the channel axis of inputs of rank >= 3 (``-1`` for NHWC, ``1`` for NCHW).
+      deterministic: ``True`` returns the input; may instead be given to ``__call__``.
+      rng_collection: the rng stream the key is drawn from.
+      mask_impl: ``"prng"`` or ``"hash"``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.flax import linen as jrl
+      >>> x = jnp.ones((2, 3, 3, 4))
+      >>> y = jrl.SpatialDropout(0.5).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)})
+      >>> bool(jnp.all(y == y[:, :1, :1, :]))  # one decision per (example, channel)
+      True
+    """
+
+    rate: float
+    channel_axis: int = -1
+    deterministic: bool | None = None
+    rng_collection: str = "dropout"
+    mask_impl: str = "prng"
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        deterministic: bool | None = None,
+        rng: KeyArray | None = None,
+        *,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Apply spatial dropout; arguments, result and errors as :meth:`Dropout.__call__`."""
+        return _apply_noise(
+            self, noise.spatial_dropout, x, self.rate, deterministic, rng,
+            channel_axis=self.channel_axis, mask_impl=self.mask_impl, example_ids=example_ids,
+        )
+
+
+class GaussianDropout(nn.Module):
+    """Multiplicative ``N(1, rate / (1 - rate))`` noise, :func:`jaxreg.gaussian_dropout` as a linen module.
+
+    Attributes:
+      rate: in ``[0, 1)``.
+      deterministic: ``True`` returns the input; may instead be given to ``__call__``.
+      rng_collection: the rng stream the key is drawn from.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.flax import linen as jrl
+      >>> y = jrl.GaussianDropout(0.5).apply(
+      ...     {}, jnp.ones(10_000), deterministic=False, rngs={"dropout": jax.random.key(0)})
+      >>> print(f"{float(y.mean()):.1f} {float(y.var()):.1f}")
+      1.0 1.0
+    """
+
+    rate: float
+    deterministic: bool | None = None
+    rng_collection: str = "dropout"
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        deterministic: bool | None = None,
+        rng: KeyArray | None = None,
+        *,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Apply Gaussian dropout; arguments, result and errors as :meth:`Dropout.__call__`."""
+        return _apply_noise(
+            self, noise.gaussian_dropout, x, self.rate, deterministic, rng, example_ids=example_ids
+        )
+
+
+class AlphaDropout(nn.Module):
+    """SELU-preserving dropout, :func:`jaxreg.alpha_dropout` as a linen module (Keras ``AlphaDropout``).
+
+    Attributes:
+      rate: drop probability in ``[0, 1)``.
+      broadcast_dims: axes along which the mask is shared.
+      deterministic: ``True`` returns the input; may instead be given to ``__call__``.
+      rng_collection: the rng stream the key is drawn from.
+      mask_impl: ``"prng"`` or ``"hash"``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.flax import linen as jrl
+      >>> x = jax.random.normal(jax.random.key(1), (20_000,))
+      >>> y = jrl.AlphaDropout(0.2).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)})
+      >>> print(f"{float(y.mean()):.1f} {float(y.std()):.1f}")  # zero mean, unit variance preserved
+      0.0 1.0
+    """
+
+    rate: float
+    broadcast_dims: Sequence[int] = ()
+    deterministic: bool | None = None
+    rng_collection: str = "dropout"
+    mask_impl: str = "prng"
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        deterministic: bool | None = None,
+        rng: KeyArray | None = None,
+        *,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Apply alpha dropout; arguments, result and errors as :meth:`Dropout.__call__`."""
+        return _apply_noise(
+            self, noise.alpha_dropout, x, self.rate, deterministic, rng,
+            broadcast_dims=tuple(self.broadcast_dims), mask_impl=self.mask_impl, example_ids=example_ids,
+        )
+
+
+class GaussianNoise(nn.Module):
+    """Additive ``N(0, stddev**2)`` noise, :func:`jaxreg.gaussian_noise` as a linen module (Keras ``GaussianNoise``).
+
+    Attributes:
+      stddev: noise standard deviation, ``>= 0``.
+      deterministic: ``True`` returns the input; may instead be given to ``__call__``.
+      rng_collection: the rng stream the key is drawn from.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.flax import linen as jrl
+      >>> y = jrl.GaussianNoise(0.5).apply(
+      ...     {}, jnp.zeros(10_000), deterministic=False, rngs={"dropout": jax.random.key(0)})
+      >>> print(f"{float(y.std()):.1f}")
+      0.5
+    """
+
+    stddev: float
+    deterministic: bool | None = None
+    rng_collection: str = "dropout"
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        deterministic: bool | None = None,
+        rng: KeyArray | None = None,
+        *,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Add Gaussian noise; arguments, result and errors as :meth:`Dropout.__call__`."""
+        return _apply_noise(
+            self, noise.gaussian_noise, x, self.stddev, deterministic, rng, example_ids=example_ids
+        )
+
+
+class DropPath(nn.Module):
+    """Stochastic depth, :func:`jaxreg.drop_path` as a linen module (timm ``DropPath``).
+
+    Drops whole examples (axis 0) of a residual branch: ``x + DropPath(rate)(branch(x), deterministic=...)``.
+
+    Attributes:
+      rate: drop probability in ``[0, 1)``.
+      deterministic: ``True`` returns the input; may instead be given to ``__call__``.
+      rng_collection: the rng stream the key is drawn from.
+      mask_impl: ``"prng"`` or ``"hash"``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.flax import linen as jrl
+      >>> y = jrl.DropPath(0.5).apply({}, jnp.ones((6, 3)), deterministic=False, rngs={"dropout": jax.random.key(0)})
+      >>> bool(jnp.all(y == y[:, :1]))  # one decision per example
+      True
+    """
+
+    rate: float
+    deterministic: bool | None = None
+    rng_collection: str = "dropout"
+    mask_impl: str = "prng"
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        deterministic: bool | None = None,
+        rng: KeyArray | None = None,
+        *,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Apply stochastic depth; arguments, result and errors as :meth:`Dropout.__call__`."""
+        return _apply_noise(
+            self, noise.drop_path, x, self.rate, deterministic, rng,
+            mask_impl=self.mask_impl, example_ids=example_ids,
+        )
+
+
+class BatchNorm(nn.Module):
+    """Batch normalization, :func:`jaxreg.batch_norm` as a drop-in for ``flax.linen.BatchNorm``.
+
+    Same variables as flax (``params``: ``scale``, ``bias``; ``batch_stats``: ``mean``, ``var``, float32),
+    same defaults (``momentum=0.99``, ``epsilon=1e-5``) and numerics, so variables move between the two
+    modules unchanged. As in flax, the running statistics are not updated while initializing, and
+    ``axis_name`` is ignored then (the named axis need not exist at init). In training mode
+    (``use_running_average=False``) ``apply`` needs ``mutable=["batch_stats"]``.
+
+    Attributes:
+      use_running_average: ``True`` normalizes with the running statistics; may instead be given to
+        ``__call__`` (``merge_param``).
+      axis: the feature axis (one integer).
+      momentum: decay of the running averages, in ``[0, 1]``.
+      epsilon: added to the variance, ``> 0``.
+      param_dtype: dtype of ``scale`` and ``bias``.
+      use_bias: learn a bias.
+      use_scale: learn a scale.
+      bias_init: initializer of ``bias``.
+      scale_init: initializer of ``scale``.
+      axis_name: mapped axis to average the batch statistics over (``vmap``, ``shard_map``, ``pmap``).
+      ghost_batch_size: normalize ghost batches of this many examples (see :func:`jaxreg.batch_norm`).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.flax import linen as jrl
+      >>> x = jnp.array([[1.0, 10.0], [3.0, 30.0]])
+      >>> bn = jrl.BatchNorm(momentum=0.9)
+      >>> variables = bn.init(jax.random.key(0), x, use_running_average=False)
+      >>> jax.tree.map(jnp.shape, variables)
+      {'batch_stats': {'mean': (2,), 'var': (2,)}, 'params': {'bias': (2,), 'scale': (2,)}}
+      >>> y, updates = bn.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
+      >>> print(jnp.round(y, 3))
+      [[-1. -1.]
+       [ 1.  1.]]
+      >>> print(updates["batch_stats"]["mean"])  # 0.9 * 0 + 0.1 * batch mean
+      [0.2 2. ]
+      >>> y_eval = bn.apply({**variables, **updates}, x, use_running_average=True)
+      >>> y_eval.shape
+      (2, 2)
+    """
+
+    use_running_average: bool | None = None
+    axis: int = -1
+    momentum: float = 0.99
+    epsilon: float = 1e-5
+    param_dtype: Dtype = jnp.float32
+    use_bias: bool = True
+    use_scale: bool = True
+    bias_init: Initializer = nn.initializers.zeros
+    scale_init: Initializer = nn.initializers.ones
+    axis_name: str | None = None
+    ghost_batch_size: int | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.typing.ArrayLike, use_running_average: bool | None = None) -> jax.Array:
+        """Normalize ``x`` and, in training mode outside ``init``, update ``batch_stats``.
+
+        Args:
+          x: a floating array of rank >= 1.
+          use_running_average: exactly one of this and the attribute must be set.
+
+        Returns:
+          An array with the shape and dtype of ``x``.
+
+        Raises:
+          ValueError, TypeError: as :func:`jaxreg.batch_norm`; ``use_running_average`` set twice or never.
+        """
+        use_running_average = nn.merge_param(
+            "use_running_average", self.use_running_average, use_running_average
+        )
+        x = jnp.asarray(x)
+        if isinstance(self.axis, bool) or not isinstance(self.axis, int):
+            raise TypeError(f"axis must be an integer (the feature axis), got axis = {self.axis!r}.")
+        if not -x.ndim <= self.axis < x.ndim:
+            raise ValueError(f"axis must be an integer in [{-x.ndim}, {x.ndim}), got axis = {self.axis!r}.")
+        feature_shape = (x.shape[self.axis],)
+        # Created in flax's order (statistics, then scale, then bias) so that custom initializers get the
+        # same keys.
+        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), feature_shape)
+        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), feature_shape)
+        params = {}
+        if self.use_scale:
+            params["scale"] = self.param("scale", self.scale_init, feature_shape, self.param_dtype)
+        if self.use_bias:
+            params["bias"] = self.param("bias", self.bias_init, feature_shape, self.param_dtype)
+        initializing = self.is_initializing()
+        y, state = norm.batch_norm(
+            x,
+            params,
+            norm.BatchNormState(mean=ra_mean.value, var=ra_var.value),
+            training=not use_running_average,
+            momentum=self.momentum,
+            epsilon=self.epsilon,
+            axis=self.axis,
+            axis_name=None if initializing else self.axis_name,
+            ghost_batch_size=self.ghost_batch_size,
+        )
+        if not use_running_average and not initializing:
+            ra_mean.value, ra_var.value = state.mean, state.var
+        return y

@@ -1,0 +1,567 @@
+"""``flax.nnx`` modules over jaxreg's noise and batch-norm functions (floor 5).
+
+Thin shells, mirroring ``flax.nnx.Dropout`` and ``flax.nnx.BatchNorm`` (flax 0.12): the noise layers fork
+the ``'dropout'`` stream of the ``nnx.Rngs`` given at construction (``rngs[rng_collection].fork()``) and draw
+one key per call from it, unless the call passes ``rngs=`` (an ``nnx.Rngs``, an ``nnx.RngStream`` or a key);
+``deterministic`` is an attribute that ``model.train()`` / ``model.eval()`` (``set_attributes``) and
+``nnx.view`` toggle. ``BatchNorm`` holds ``nnx.Param`` ``scale``/``bias`` and ``nnx.BatchStat``
+``mean``/``var`` like ``nnx.BatchNorm``, with ``use_running_average`` toggled the same way. All arithmetic is
+the functional core's (``jaxreg.noise``, :func:`jaxreg.batch_norm`); with ``mask_impl="prng"`` the dropout
+masks are ``nnx.Dropout``'s for the same ``Rngs``, bit for bit.
+
+Example:
+  >>> import jax.numpy as jnp
+  >>> from flax import nnx
+  >>> from jaxreg.flax import nnx as jrn
+  >>> class MLP(nnx.Module):
+  ...     def __init__(self, rngs: nnx.Rngs):
+  ...         self.linear = nnx.Linear(3, 4, rngs=rngs)
+  ...         self.bn = jrn.BatchNorm(4, rngs=rngs)
+  ...         self.dropout = jrn.Dropout(0.5, rngs=rngs)
+  ...     def __call__(self, x):
+  ...         return self.dropout(self.bn(self.linear(x)))
+  >>> model = MLP(nnx.Rngs(params=0, dropout=1))
+  >>> model.eval()
+  >>> model.dropout.deterministic, model.bn.use_running_average
+  (True, True)
+  >>> model(jnp.ones((2, 3))).shape
+  (2, 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.typing import Dtype, Initializer
+from jax import lax
+
+from jaxreg import noise, norm
+from jaxreg._validate import check_positive_int, is_concrete
+
+__all__ = [
+    "Dropout",
+    "SpatialDropout",
+    "GaussianDropout",
+    "AlphaDropout",
+    "GaussianNoise",
+    "DropPath",
+    "BatchNorm",
+]
+
+RngsArg = nnx.Rngs | nnx.RngStream | jax.Array | None
+
+
+def _first_set(call_value: bool | None, attr_value: bool | None, name: str, owner: str) -> bool:
+    """The call argument if given, else the attribute, as ``nnx``'s ``first_from``."""
+    value = attr_value if call_value is None else call_value
+    if value is None:
+        raise ValueError(
+            f"No `{name}` was given to {owner}: set it in the constructor, pass it to the call, or use "
+            "model.train() / model.eval()."
+        )
+    return value
+
+
+class _StochasticLayer(nnx.Module):
+    """Shared rng and ``deterministic`` handling of the noise layers, as ``nnx.Dropout`` does it."""
+
+    def __init__(
+        self, deterministic: bool | None, rng_collection: str, rngs: nnx.Rngs | nnx.RngStream | None
+    ) -> None:
+        self.deterministic = deterministic
+        self.rng_collection = rng_collection
+        if isinstance(rngs, nnx.Rngs):
+            self.rngs = rngs[rng_collection].fork()
+        elif isinstance(rngs, nnx.RngStream):
+            self.rngs = rngs.fork()
+        elif rngs is None:
+            self.rngs = nnx.data(None)
+        else:
+            raise TypeError(f"rngs must be an nnx.Rngs, an nnx.RngStream or None, got {type(rngs).__name__}.")
+
+    def _noise(
+        self,
+        fn: Callable[..., jax.Array],
+        x: jax.typing.ArrayLike,
+        amount: Any,
+        deterministic: bool | None,
+        rngs: RngsArg,
+        **options: Any,
+    ) -> jax.Array:
+        owner = type(self).__name__
+        deterministic = _first_set(deterministic, self.deterministic, "deterministic", owner)
+        if deterministic or (is_concrete(amount) and float(amount) == 0.0):
+            # Like nnx.Dropout, inference or a zero rate needs no rngs (the function still validates).
+            return fn(None, x, amount, deterministic=True, **options)
+        rngs = self.rngs if rngs is None else rngs
+        if isinstance(rngs, nnx.Rngs):
+            key = rngs[self.rng_collection]()
+        elif isinstance(rngs, nnx.RngStream):
+            key = rngs()
+        elif isinstance(rngs, jax.Array):
+            key = rngs
+        elif rngs is None:
+            raise ValueError(
+                f"{owner} is not deterministic but has no rngs: construct it with rngs=nnx.Rngs(...) "
+                f"(stream {self.rng_collection!r}), pass rngs= to the call, or set deterministic=True "
+                "(model.eval())."
+            )
+        else:
+            raise TypeError(
+                f"rngs must be an nnx.Rngs, an nnx.RngStream or a jax.Array key, got {type(rngs).__name__}."
+            )
+        return fn(key, x, amount, **options)
+
+    def set_view(self, deterministic: bool | None = None) -> None:
+        """Set ``deterministic`` for ``nnx.view``, as ``nnx.Dropout.set_view``.
+
+        Args:
+          deterministic: the new value; ``None`` leaves it unchanged.
+        """
+        if deterministic is not None:
+            self.deterministic = deterministic
+
+
+class Dropout(_StochasticLayer):
+    """Inverted dropout, :func:`jaxreg.dropout` as an nnx module (a drop-in for ``nnx.Dropout``).
+
+    Args:
+      rate: drop probability in ``[0, 1)``.
+      broadcast_dims: axes along which the mask is shared.
+      deterministic: ``True`` returns the input; toggled by ``model.eval()`` / ``model.train()``.
+      rng_collection: the ``Rngs`` stream to fork at construction.
+      rngs: an ``nnx.Rngs`` or ``nnx.RngStream`` (forked), or ``None`` to pass keys at call time.
+      mask_impl: ``"prng"`` (``nnx.Dropout``'s mask for the same rngs) or ``"hash"``.
+
+    Raises:
+      TypeError: ``rngs`` of another type.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxreg.flax import nnx as jrn
+      >>> x = jnp.ones((2, 4))
+      >>> y = jrn.Dropout(0.5, rngs=nnx.Rngs(dropout=0))(x)
+      >>> sorted(set(y.ravel().tolist()))
+      [0.0, 2.0]
+      >>> bool(jnp.array_equal(y, nnx.Dropout(0.5, rngs=nnx.Rngs(dropout=0))(x)))
+      True
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        broadcast_dims: Sequence[int] = (),
+        deterministic: bool | None = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+        mask_impl: str = "prng",
+    ) -> None:
+        super().__init__(deterministic, rng_collection, rngs)
+        self.rate = rate
+        self.broadcast_dims = tuple(broadcast_dims)
+        self.mask_impl = mask_impl
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        *,
+        deterministic: bool | None = None,
+        rngs: RngsArg = None,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Apply dropout.
+
+        Args:
+          x: a floating array.
+          deterministic: overrides the attribute when given.
+          rngs: an ``nnx.Rngs``, ``nnx.RngStream`` or key to use instead of the layer's own stream.
+          example_ids: optional ``(batch,)`` integer ids (see :func:`jaxreg.dropout`).
+
+        Returns:
+          An array with the shape and dtype of ``x``.
+
+        Raises:
+          ValueError: bad ``rate`` or ``mask_impl``; no rngs when not deterministic; ``deterministic``
+            ``None`` in both places.
+        """
+        return self._noise(
+            noise.dropout, x, self.rate, deterministic, rngs,
+            broadcast_dims=self.broadcast_dims, mask_impl=self.mask_impl, example_ids=example_ids,
+        )
+
+
+class SpatialDropout(_StochasticLayer):
+    """Drop whole feature maps, :func:`jaxreg.spatial_dropout` as an nnx module.
+
+    Args:
+      rate: drop probability in ``[0, 1)``.
+      channel_axis: the channel axis of inputs of rank >= 3 (``-1`` for NHWC, ``1`` for NCHW).
+      deterministic: ``True`` returns the input; toggled by ``model.eval()`` / ``model.train()``.
+      rng_collection: the ``Rngs`` stream to fork at construction.
+      rngs: an ``nnx.Rngs`` or ``nnx.RngStream`` (forked), or ``None`` to pass keys at call time.
+      mask_impl: ``"prng"`` or ``"hash"``.
+
+    Raises:
+      TypeError: ``rngs`` of another type.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxreg.flax import nnx as jrn
+      >>> y = jrn.SpatialDropout(0.5, rngs=nnx.Rngs(0))(jnp.ones((2, 3, 3, 4)))
+      >>> bool(jnp.all(y == y[:, :1, :1, :]))
+      True
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        channel_axis: int = -1,
+        deterministic: bool | None = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+        mask_impl: str = "prng",
+    ) -> None:
+        super().__init__(deterministic, rng_collection, rngs)
+        self.rate = rate
+        self.channel_axis = channel_axis
+        self.mask_impl = mask_impl
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        *,
+        deterministic: bool | None = None,
+        rngs: RngsArg = None,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Apply spatial dropout; arguments, result and errors as :meth:`Dropout.__call__`."""
+        return self._noise(
+            noise.spatial_dropout, x, self.rate, deterministic, rngs,
+            channel_axis=self.channel_axis, mask_impl=self.mask_impl, example_ids=example_ids,
+        )
+
+
+class GaussianDropout(_StochasticLayer):
+    """Multiplicative ``N(1, rate / (1 - rate))`` noise, :func:`jaxreg.gaussian_dropout` as an nnx module.
+
+    Args:
+      rate: in ``[0, 1)``.
+      deterministic: ``True`` returns the input; toggled by ``model.eval()`` / ``model.train()``.
+      rng_collection: the ``Rngs`` stream to fork at construction.
+      rngs: an ``nnx.Rngs`` or ``nnx.RngStream`` (forked), or ``None`` to pass keys at call time.
+
+    Raises:
+      TypeError: ``rngs`` of another type.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxreg.flax import nnx as jrn
+      >>> y = jrn.GaussianDropout(0.5, rngs=nnx.Rngs(0))(jnp.ones(10_000))
+      >>> print(f"{float(y.mean()):.1f} {float(y.var()):.1f}")
+      1.0 1.0
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        deterministic: bool | None = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+    ) -> None:
+        super().__init__(deterministic, rng_collection, rngs)
+        self.rate = rate
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        *,
+        deterministic: bool | None = None,
+        rngs: RngsArg = None,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Apply Gaussian dropout; arguments, result and errors as :meth:`Dropout.__call__`."""
+        return self._noise(noise.gaussian_dropout, x, self.rate, deterministic, rngs, example_ids=example_ids)
+
+
+class AlphaDropout(_StochasticLayer):
+    """SELU-preserving dropout, :func:`jaxreg.alpha_dropout` as an nnx module.
+
+    Args:
+      rate: drop probability in ``[0, 1)``.
+      broadcast_dims: axes along which the mask is shared.
+      deterministic: ``True`` returns the input; toggled by ``model.eval()`` / ``model.train()``.
+      rng_collection: the ``Rngs`` stream to fork at construction.
+      rngs: an ``nnx.Rngs`` or ``nnx.RngStream`` (forked), or ``None`` to pass keys at call time.
+      mask_impl: ``"prng"`` or ``"hash"``.
+
+    Raises:
+      TypeError: ``rngs`` of another type.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxreg.flax import nnx as jrn
+      >>> x = jax.random.normal(jax.random.key(1), (20_000,))
+      >>> y = jrn.AlphaDropout(0.2, rngs=nnx.Rngs(0))(x)
+      >>> print(f"{float(y.mean()):.1f} {float(y.std()):.1f}")
+      0.0 1.0
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        broadcast_dims: Sequence[int] = (),
+        deterministic: bool | None = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+        mask_impl: str = "prng",
+    ) -> None:
+        super().__init__(deterministic, rng_collection, rngs)
+        self.rate = rate
+        self.broadcast_dims = tuple(broadcast_dims)
+        self.mask_impl = mask_impl
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        *,
+        deterministic: bool | None = None,
+        rngs: RngsArg = None,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Apply alpha dropout; arguments, result and errors as :meth:`Dropout.__call__`."""
+        return self._noise(
+            noise.alpha_dropout, x, self.rate, deterministic, rngs,
+            broadcast_dims=self.broadcast_dims, mask_impl=self.mask_impl, example_ids=example_ids,
+        )
+
+
+class GaussianNoise(_StochasticLayer):
+    """Additive ``N(0, stddev**2)`` noise, :func:`jaxreg.gaussian_noise` as an nnx module.
+
+    Args:
+      stddev: noise standard deviation, ``>= 0``.
+      deterministic: ``True`` returns the input; toggled by ``model.eval()`` / ``model.train()``.
+      rng_collection: the ``Rngs`` stream to fork at construction.
+      rngs: an ``nnx.Rngs`` or ``nnx.RngStream`` (forked), or ``None`` to pass keys at call time.
+
+    Raises:
+      TypeError: ``rngs`` of another type.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxreg.flax import nnx as jrn
+      >>> y = jrn.GaussianNoise(0.5, rngs=nnx.Rngs(0))(jnp.zeros(10_000))
+      >>> print(f"{float(y.std()):.1f}")
+      0.5
+    """
+
+    def __init__(
+        self,
+        stddev: float,
+        *,
+        deterministic: bool | None = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+    ) -> None:
+        super().__init__(deterministic, rng_collection, rngs)
+        self.stddev = stddev
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        *,
+        deterministic: bool | None = None,
+        rngs: RngsArg = None,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Add Gaussian noise; arguments, result and errors as :meth:`Dropout.__call__`."""
+        return self._noise(noise.gaussian_noise, x, self.stddev, deterministic, rngs, example_ids=example_ids)
+
+
+class DropPath(_StochasticLayer):
+    """Stochastic depth, :func:`jaxreg.drop_path` as an nnx module (timm ``DropPath``).
+
+    Args:
+      rate: drop probability in ``[0, 1)``.
+      deterministic: ``True`` returns the input; toggled by ``model.eval()`` / ``model.train()``.
+      rng_collection: the ``Rngs`` stream to fork at construction.
+      rngs: an ``nnx.Rngs`` or ``nnx.RngStream`` (forked), or ``None`` to pass keys at call time.
+      mask_impl: ``"prng"`` or ``"hash"``.
+
+    Raises:
+      TypeError: ``rngs`` of another type.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxreg.flax import nnx as jrn
+      >>> y = jrn.DropPath(0.5, rngs=nnx.Rngs(0))(jnp.ones((6, 3)))
+      >>> bool(jnp.all(y == y[:, :1]))
+      True
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        deterministic: bool | None = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+        mask_impl: str = "prng",
+    ) -> None:
+        super().__init__(deterministic, rng_collection, rngs)
+        self.rate = rate
+        self.mask_impl = mask_impl
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        *,
+        deterministic: bool | None = None,
+        rngs: RngsArg = None,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Apply stochastic depth; arguments, result and errors as :meth:`Dropout.__call__`."""
+        return self._noise(
+            noise.drop_path, x, self.rate, deterministic, rngs, mask_impl=self.mask_impl, example_ids=example_ids
+        )
+
+
+class BatchNorm(nnx.Module):
+    """Batch normalization, :func:`jaxreg.batch_norm` as a drop-in for ``nnx.BatchNorm``.
+
+    Same state as ``nnx.BatchNorm``: ``nnx.Param`` ``scale`` and ``bias`` (``param_dtype``), ``nnx.BatchStat``
+    ``mean`` and ``var`` (float32), so ``nnx.update`` moves state between the two. In training mode
+    (``use_running_average=False``, ``model.train()``) each call normalizes with the batch statistics and
+    updates ``mean``/``var`` (outside the gradient, ``stop_gradient``); ``model.eval()`` switches to the
+    running statistics.
+
+    Args:
+      num_features: size of the feature axis.
+      use_running_average: ``True`` normalizes with the running statistics.
+      axis: the feature axis (one integer).
+      momentum: decay of the running averages, in ``[0, 1]``.
+      epsilon: added to the variance, ``> 0``.
+      param_dtype: dtype of ``scale`` and ``bias``.
+      use_bias: learn a bias.
+      use_scale: learn a scale.
+      bias_init: initializer of ``bias``.
+      scale_init: initializer of ``scale``.
+      axis_name: mapped axis to average the batch statistics over.
+      ghost_batch_size: normalize ghost batches of this many examples (see :func:`jaxreg.batch_norm`).
+      rngs: an ``nnx.Rngs``; its ``params`` stream feeds the initializers (scale first, as nnx).
+
+    Raises:
+      TypeError, ValueError: ``num_features`` not a positive integer.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxreg.flax import nnx as jrn
+      >>> bn = jrn.BatchNorm(2, momentum=0.9, rngs=nnx.Rngs(0))
+      >>> y = bn(jnp.array([[1.0, 10.0], [3.0, 30.0]]))
+      >>> print(jnp.round(y, 3))
+      [[-1. -1.]
+       [ 1.  1.]]
+      >>> print(bn.mean[...])  # 0.9 * 0 + 0.1 * batch mean
+      [0.2 2. ]
+      >>> bn.eval()
+      >>> bn.use_running_average
+      True
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        use_running_average: bool | None = False,
+        axis: int = -1,
+        momentum: float = 0.99,
+        epsilon: float = 1e-5,
+        param_dtype: Dtype = jnp.float32,
+        use_bias: bool = True,
+        use_scale: bool = True,
+        bias_init: Initializer = nnx.initializers.zeros_init(),
+        scale_init: Initializer = nnx.initializers.ones_init(),
+        axis_name: str | None = None,
+        ghost_batch_size: int | None = None,
+        rngs: nnx.Rngs,
+    ) -> None:
+        feature_shape = (check_positive_int("num_features", num_features),)
+        self.mean = nnx.BatchStat(jnp.zeros(feature_shape, jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones(feature_shape, jnp.float32))
+        self.scale: nnx.Param[jax.Array] | None
+        self.bias: nnx.Param[jax.Array] | None
+        # Keys drawn in nnx.BatchNorm's order, so custom initializers give the same values.
+        self.scale = nnx.Param(scale_init(rngs.params(), feature_shape, param_dtype)) if use_scale else nnx.data(None)
+        self.bias = nnx.Param(bias_init(rngs.params(), feature_shape, param_dtype)) if use_bias else nnx.data(None)
+        self.num_features = num_features
+        self.use_running_average = use_running_average
+        self.axis = axis
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.param_dtype = param_dtype
+        self.use_bias = use_bias
+        self.use_scale = use_scale
+        self.axis_name = axis_name
+        self.ghost_batch_size = ghost_batch_size
+
+    def __call__(self, x: jax.typing.ArrayLike, use_running_average: bool | None = None) -> jax.Array:
+        """Normalize ``x``; in training mode, update ``mean`` and ``var``.
+
+        Args:
+          x: a floating array of rank >= 1 with ``num_features`` on ``axis``.
+          use_running_average: overrides the attribute when given.
+
+        Returns:
+          An array with the shape and dtype of ``x``.
+
+        Raises:
+          ValueError, TypeError: as :func:`jaxreg.batch_norm`; ``use_running_average`` ``None`` in both places.
+        """
+        use_running_average = _first_set(
+            use_running_average, self.use_running_average, "use_running_average", type(self).__name__
+        )
+        params = {}
+        if self.scale is not None:
+            params["scale"] = self.scale[...]
+        if self.bias is not None:
+            params["bias"] = self.bias[...]
+        training = not use_running_average
+        y, state = norm.batch_norm(
+            x,
+            params,
+            norm.BatchNormState(mean=self.mean[...], var=self.var[...]),
+            training=training,
+            momentum=self.momentum,
+            epsilon=self.epsilon,
+            axis=self.axis,
+            axis_name=self.axis_name,
+            ghost_batch_size=self.ghost_batch_size,
+        )
+        if training:
+            self.mean[...] = lax.stop_gradient(state.mean)
+            self.var[...] = lax.stop_gradient(state.var)
+        return y
+
+    def set_view(self, use_running_average: bool | None = None) -> None:
+        """Set ``use_running_average`` for ``nnx.view``, as ``nnx.BatchNorm.set_view``.
+
+        Args:
+          use_running_average: the new value; ``None`` leaves it unchanged.
+        """
+        if use_running_average is not None:
+            self.use_running_average = use_running_average
