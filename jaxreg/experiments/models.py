@@ -1,0 +1,354 @@
+"""The model zoo of the experiments: an MLP, a regularized CNN and a small transformer classifier (floor 7).
+
+Every model is a ``flax.linen`` module whose ``__call__(x, train)`` returns logits ``(batch, num_outputs)``;
+:func:`jaxreg.linen_apply` turns it into the ``apply_fn(params, model_state, x, *, key, training)`` of the
+training engine. Their regularizers are jaxreg's functional core called inside the module:
+
+* dropout variants are :func:`jaxreg.dropout`, :func:`jaxreg.gaussian_dropout` and
+  :func:`jaxreg.spatial_dropout`, keyed by ``self.make_rng("dropout")`` (so ``linen_apply``'s
+  ``rngs={"dropout": key}`` drives them);
+* batch norm is :func:`jaxreg.batch_norm`, kept in linen's layout (``params/<layer>/{scale,bias}`` and
+  ``batch_stats/<layer>/{mean,var}``), so the running statistics are the ``model_state`` the step threads.
+
+Both through the thin linen adapters of :mod:`jaxreg.flax.linen` (``jrl.Dropout``, ``jrl.GaussianDropout``,
+``jrl.SpatialDropout``, ``jrl.BatchNorm``). Batch norm uses ``momentum=0.9`` rather than flax's 0.99: with
+a few hundred training examples an epoch is a dozen steps, and 0.99 would leave the running statistics
+lagging behind the weights for many epochs.
+
+A rate of 0 (or ``batch_norm=False``) removes the layer from the program entirely, so an unregularized
+baseline is exactly the plain network.
+
+Inputs: float images NHWC, float feature vectors ``(batch, features)``, or int32 token ids ``(batch,
+length)`` (give ``vocab_size``; 0 is padding). :func:`build_model` picks the model for a dataset from its
+:class:`jaxreg.data.DatasetInfo`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxreg._validate import check_choice, check_in_range, check_positive_int
+from jaxreg.flax import linen as jrl
+
+__all__ = ["MODELS", "MLP", "RegularizedCNN", "TransformerClassifier", "build_model", "sinusoidal_positions"]
+
+MODELS = ("mlp", "cnn", "transformer")
+_DROPOUT_KINDS = ("dropout", "gaussian")
+
+
+def _check_rate(name: str, rate: float) -> None:
+    check_in_range(name, rate, 0.0, 1.0, high_inclusive=False)
+
+
+def _unit_dropout(x: jax.Array, rate: float, kind: str, train: bool) -> jax.Array:
+    """Bernoulli or Gaussian (multiplicative N(1, rate / (1 - rate))) dropout; absent at rate 0."""
+    if rate == 0.0:
+        return x
+    layer = jrl.Dropout(rate) if kind == "dropout" else jrl.GaussianDropout(rate)
+    return layer(x, deterministic=not train)
+
+
+class MLP(nn.Module):
+    """A multilayer perceptron: ``[Dense -> (BatchNorm) -> ReLU -> (dropout)] * len(hidden_sizes) -> Dense``.
+
+    Attributes:
+      num_outputs: width of the last layer (number of classes).
+      hidden_sizes: width of each hidden layer; wide layers on a small training set overfit visibly.
+      dropout_rate: drop probability after each hidden activation, in ``[0, 1)``; 0 for none.
+      dropout_kind: ``"dropout"`` (Bernoulli, inverted) or ``"gaussian"`` (multiplicative Gaussian noise
+        of the same variance, Srivastava et al. 2014).
+      input_dropout_rate: drop probability on the (flattened) inputs, in ``[0, 1)``.
+      batch_norm: batch-normalize each hidden pre-activation.
+      batch_norm_momentum: momentum of the running statistics.
+      vocab_size: for int32 token inputs: tokens are one-hot encoded (``vocab_size`` classes) before
+        flattening. ``None`` for float inputs.
+
+    Shapes: ``x`` is ``(batch, ...)``, flattened to ``(batch, features)``; returns float32 logits
+    ``(batch, num_outputs)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.experiments.models import MLP
+      >>> model = MLP(num_outputs=10, hidden_sizes=(32,), dropout_rate=0.5, batch_norm=True)
+      >>> x = jnp.ones((4, 8, 8, 1))
+      >>> variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))  # shapes only
+      >>> jax.tree.map(lambda a: a.shape, variables["params"])
+      {'BatchNorm_0': {'bias': (32,), 'scale': (32,)}, 'Dense_0': {'kernel': (64, 32)},
+       'Dense_1': {'bias': (10,), 'kernel': (32, 10)}}
+      >>> logits, updates = jax.eval_shape(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"],
+      ...                                                       rngs={"dropout": jax.random.key(1)}), variables)
+      >>> logits.shape, sorted(updates)
+      ((4, 10), ['batch_stats'])
+    """
+
+    num_outputs: int
+    hidden_sizes: Sequence[int] = (512, 512)
+    dropout_rate: float = 0.0
+    dropout_kind: str = "dropout"
+    input_dropout_rate: float = 0.0
+    batch_norm: bool = False
+    batch_norm_momentum: float = 0.9
+    vocab_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive_int("num_outputs", self.num_outputs)
+        for size in self.hidden_sizes:
+            check_positive_int("hidden_sizes", size)
+        _check_rate("dropout_rate", self.dropout_rate)
+        _check_rate("input_dropout_rate", self.input_dropout_rate)
+        check_choice("dropout_kind", self.dropout_kind, _DROPOUT_KINDS)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        """Logits of shape ``(batch, num_outputs)``; ``train`` turns on dropout and batch statistics."""
+        if self.vocab_size is not None:
+            x = jax.nn.one_hot(x, self.vocab_size, dtype=jnp.float32)
+        x = jnp.reshape(x, (x.shape[0], -1))
+        x = _unit_dropout(x, self.input_dropout_rate, "dropout", train)
+        for size in self.hidden_sizes:
+            x = nn.Dense(size, use_bias=not self.batch_norm)(x)
+            if self.batch_norm:
+                x = jrl.BatchNorm(momentum=self.batch_norm_momentum)(x, use_running_average=not train)
+            x = nn.relu(x)
+            x = _unit_dropout(x, self.dropout_rate, self.dropout_kind, train)
+        return nn.Dense(self.num_outputs)(x)
+
+
+class RegularizedCNN(nn.Module):
+    """``conv-BN-ReLU-spatial dropout-conv-BN-ReLU-maxpool``, then ``dense-BN-ReLU-dropout-dense``.
+
+    The regularized small-image CNN of the experiments; each regularizer can be switched off (``batch_norm=
+    False``, rates 0) to get the plain network. Convolutions are 3x3 with "SAME" padding; the max pool is
+    2x2 (so 8x8 digits become 4x4 feature maps, 32x32 CIFAR images 16x16).
+
+    Attributes:
+      num_outputs: number of classes.
+      features: output channels of the two convolutions.
+      dense_size: width of the hidden dense layer.
+      batch_norm: batch-normalize after each convolution and the hidden dense layer.
+      spatial_dropout_rate: :func:`jaxreg.spatial_dropout` rate after the first block (whole channels).
+      dropout_rate: dropout rate after the hidden dense layer.
+      dropout_kind: ``"dropout"`` or ``"gaussian"`` for that dense dropout.
+      batch_norm_momentum: momentum of the running statistics.
+
+    Shapes: ``x`` is NHWC float ``(batch, height, width, channels)``; returns ``(batch, num_outputs)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.experiments.models import RegularizedCNN
+      >>> model = RegularizedCNN(num_outputs=10, features=(4, 8), dense_size=16)
+      >>> x = jnp.ones((2, 8, 8, 1))
+      >>> logits, variables = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), x, train=False))
+      >>> logits.shape, variables["params"]["Dense_0"]["kernel"].shape   # 8x8 pooled to 4x4, 8 channels
+      ((2, 10), (128, 16))
+      >>> sorted(variables["params"])
+      ['BatchNorm_0', 'BatchNorm_1', 'BatchNorm_2', 'Conv_0', 'Conv_1', 'Dense_0', 'Dense_1']
+    """
+
+    num_outputs: int
+    features: Sequence[int] = (32, 64)
+    dense_size: int = 128
+    batch_norm: bool = True
+    spatial_dropout_rate: float = 0.1
+    dropout_rate: float = 0.5
+    dropout_kind: str = "dropout"
+    batch_norm_momentum: float = 0.9
+
+    def __post_init__(self) -> None:
+        check_positive_int("num_outputs", self.num_outputs)
+        if len(self.features) != 2:
+            raise ValueError(f"features must hold two channel counts, got features = {tuple(self.features)}.")
+        for size in (*self.features, self.dense_size):
+            check_positive_int("features/dense_size", size)
+        _check_rate("spatial_dropout_rate", self.spatial_dropout_rate)
+        _check_rate("dropout_rate", self.dropout_rate)
+        check_choice("dropout_kind", self.dropout_kind, _DROPOUT_KINDS)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        """Logits of shape ``(batch, num_outputs)`` from NHWC images."""
+        if x.ndim != 4:
+            raise ValueError(f"RegularizedCNN needs NHWC images, got an input of shape {x.shape}.")
+
+        def norm_relu(h: jax.Array) -> jax.Array:
+            if self.batch_norm:
+                h = jrl.BatchNorm(momentum=self.batch_norm_momentum)(h, use_running_average=not train)
+            return nn.relu(h)
+
+        x = norm_relu(nn.Conv(self.features[0], (3, 3), use_bias=not self.batch_norm)(x))
+        if self.spatial_dropout_rate > 0.0:
+            x = jrl.SpatialDropout(self.spatial_dropout_rate)(x, deterministic=not train)
+        x = norm_relu(nn.Conv(self.features[1], (3, 3), use_bias=not self.batch_norm)(x))
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = jnp.reshape(x, (x.shape[0], -1))
+        x = norm_relu(nn.Dense(self.dense_size, use_bias=not self.batch_norm)(x))
+        x = _unit_dropout(x, self.dropout_rate, self.dropout_kind, train)
+        return nn.Dense(self.num_outputs)(x)
+
+
+def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
+    """The fixed sinusoidal position encoding of Vaswani et al. (2017), float32 ``(length, dim)``."""
+    position = np.arange(length, dtype=np.float64)[:, None]
+    rate = np.exp(-np.log(10000.0) * (np.arange(0, dim, 2, dtype=np.float64) / dim))
+    table = np.zeros((length, dim))
+    table[:, 0::2] = np.sin(position * rate)
+    table[:, 1::2] = np.cos(position * rate[: dim // 2])
+    return table.astype(np.float32)
+
+
+class _EncoderBlock(nn.Module):
+    num_heads: int
+    mlp_dim: int
+    dropout_rate: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array | None, train: bool) -> jax.Array:
+        # Pre-LayerNorm residual blocks (Xiong et al. 2020): stable without warm-up at this size.
+        h = nn.LayerNorm()(x)
+        h = nn.MultiHeadDotProductAttention(
+            num_heads=self.num_heads, dropout_rate=self.dropout_rate, deterministic=not train
+        )(h, h, mask=mask)
+        x = x + _unit_dropout(h, self.dropout_rate, "dropout", train)
+        h = nn.LayerNorm()(x)
+        h = nn.gelu(nn.Dense(self.mlp_dim)(h))
+        h = _unit_dropout(h, self.dropout_rate, "dropout", train)
+        h = nn.Dense(x.shape[-1])(h)
+        return x + _unit_dropout(h, self.dropout_rate, "dropout", train)
+
+
+class TransformerClassifier(nn.Module):
+    """A small encoder-only transformer: embeddings + positional encoding, pre-LN blocks, mean pooling.
+
+    Each block is ``x + dropout(attention(LayerNorm(x)))`` then ``x + dropout(Dense(GELU(Dense(LayerNorm(
+    x)))))``, with dropout also on the attention weights, after the embedding and inside the feed-forward
+    network (``dropout_rate``, 0.1 by default, as in the original transformer). Tokens are embedded with
+    ``nn.Embed`` (int32 inputs, ``vocab_size`` given; token 0 is padding and is masked out of attention and
+    pooling); float inputs are projected with a ``Dense`` layer, images ``(batch, H, W, C)`` as ``H`` tokens
+    of ``W * C`` features (one token per row). Fixed sinusoidal positions are added to the embeddings.
+
+    Attributes:
+      num_outputs: number of classes.
+      vocab_size: token vocabulary for int32 inputs, ``None`` for float inputs.
+      model_dim: embedding width.
+      num_heads: attention heads (must divide ``model_dim``).
+      num_layers: encoder blocks.
+      mlp_dim: hidden width of the feed-forward network.
+      dropout_rate: dropout everywhere listed above, in ``[0, 1)``.
+      embedding_dropout_rate: :func:`jaxreg.spatial_dropout` of whole embedding channels over the sequence
+        (Keras ``SpatialDropout1D``), in ``[0, 1)``.
+      max_length: longest sequence the positional table covers.
+
+    Shapes: ``x`` int32 ``(batch, length)``, float ``(batch, length, features)`` or NHWC images; returns
+    ``(batch, num_outputs)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.experiments.models import TransformerClassifier
+      >>> model = TransformerClassifier(num_outputs=2, vocab_size=32, model_dim=16, num_heads=2, mlp_dim=32)
+      >>> tokens = jnp.array([[3, 5, 3, 0], [7, 1, 2, 9]], jnp.int32)
+      >>> variables = jax.eval_shape(lambda: model.init(jax.random.key(0), tokens, train=False))
+      >>> out = jax.eval_shape(lambda v: model.apply(v, tokens, train=True, rngs={"dropout": jax.random.key(1)}),
+      ...                      variables)
+      >>> out.shape, variables["params"]["Embed_0"]["embedding"].shape
+      ((2, 2), (32, 16))
+    """
+
+    num_outputs: int
+    vocab_size: int | None = None
+    model_dim: int = 64
+    num_heads: int = 4
+    num_layers: int = 2
+    mlp_dim: int = 128
+    dropout_rate: float = 0.1
+    embedding_dropout_rate: float = 0.0
+    max_length: int = 512
+
+    def __post_init__(self) -> None:
+        check_positive_int("num_outputs", self.num_outputs)
+        check_positive_int("model_dim", self.model_dim, minimum=2)
+        check_positive_int("num_heads", self.num_heads)
+        check_positive_int("num_layers", self.num_layers)
+        check_positive_int("mlp_dim", self.mlp_dim)
+        if self.model_dim % self.num_heads:
+            raise ValueError(
+                f"num_heads must divide model_dim, got num_heads = {self.num_heads}, model_dim = {self.model_dim}."
+            )
+        _check_rate("dropout_rate", self.dropout_rate)
+        _check_rate("embedding_dropout_rate", self.embedding_dropout_rate)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        """Logits of shape ``(batch, num_outputs)``."""
+        keep = None
+        if self.vocab_size is not None:
+            keep = x != 0
+            h = nn.Embed(self.vocab_size, self.model_dim)(x)
+        else:
+            if x.ndim == 4:
+                x = jnp.reshape(x, (x.shape[0], x.shape[1], -1))
+            elif x.ndim == 2:
+                x = x[..., None]
+            h = nn.Dense(self.model_dim)(x)
+        length = h.shape[1]
+        if length > self.max_length:
+            raise ValueError(f"sequence length {length} exceeds max_length = {self.max_length}.")
+        h = h + jnp.asarray(sinusoidal_positions(length, self.model_dim), h.dtype)
+        if self.embedding_dropout_rate > 0.0:
+            h = jrl.SpatialDropout(self.embedding_dropout_rate)(h, deterministic=not train)
+        h = _unit_dropout(h, self.dropout_rate, "dropout", train)
+        mask = None if keep is None else nn.make_attention_mask(keep, keep)
+        for _ in range(self.num_layers):
+            h = _EncoderBlock(self.num_heads, self.mlp_dim, self.dropout_rate)(h, mask, train)
+        h = nn.LayerNorm()(h)
+        if keep is None:
+            pooled = jnp.mean(h, axis=1)
+        else:
+            weights = keep.astype(h.dtype)[..., None]
+            pooled = jnp.sum(h * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
+        return nn.Dense(self.num_outputs)(pooled)
+
+
+def build_model(name: str, *, num_outputs: int, input_dtype: str = "float32", vocab_size: int | None = None,
+                **options: Any) -> nn.Module:
+    """The model called ``name`` (``"mlp"``, ``"cnn"``, ``"transformer"``) for a dataset's inputs.
+
+    Args:
+      name: one of :data:`MODELS`.
+      num_outputs: number of classes.
+      input_dtype: ``"float32"`` or ``"int32"`` (token ids, which need ``vocab_size``); see
+        :class:`jaxreg.data.DatasetInfo`.
+      vocab_size: token vocabulary for int32 inputs.
+      **options: attributes of the model class (``dropout_rate``, ``batch_norm``, ``hidden_sizes``...).
+
+    Returns:
+      An (unbound) ``flax.linen`` module.
+
+    Raises:
+      ValueError: unknown ``name``, a CNN for token inputs, or a bad option value.
+      TypeError: an option the model does not have.
+
+    Example:
+      >>> from jaxreg.experiments.models import build_model
+      >>> build_model("mlp", num_outputs=10, hidden_sizes=(64,), dropout_rate=0.5).hidden_sizes
+      (64,)
+    """
+    check_choice("model", name, MODELS)
+    tokens = input_dtype == "int32"
+    if tokens and vocab_size is None:
+        raise ValueError("vocab_size is required for int32 token inputs.")
+    if name == "mlp":
+        return MLP(num_outputs=num_outputs, vocab_size=vocab_size if tokens else None, **options)
+    if name == "cnn":
+        if tokens:
+            raise ValueError("model 'cnn' needs image inputs; use 'mlp' or 'transformer' for token sequences.")
+        return RegularizedCNN(num_outputs=num_outputs, **options)
+    return TransformerClassifier(num_outputs=num_outputs, vocab_size=vocab_size if tokens else None, **options)

@@ -1,0 +1,106 @@
+"""Tests of the ``jaxreg`` command (jaxreg/cli.py): exit codes, one-line errors, ``datasets``.
+
+The contract (README): bad arguments exit with status 2 and one line on stderr, a dataset that is not
+prepared offline exits with status 1 and the data module's paragraph, never a traceback. Reference for the
+dataset listing: ``jaxreg.data.list_datasets``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from jaxreg import data
+from jaxreg.cli import main
+
+
+def _stderr_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    assert captured.out == ""
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compare", "--dataset", "nope"], "unknown dataset 'nope'; available datasets: digits"),
+        (["compare", "--techniques", "none,l3"], "unknown technique 'l3'"),
+        (["compare", "--epochs", "0"], "argument --epochs: must be an integer >= 1, got 0"),
+        (["compare", "--epochs", "many"], "argument --epochs: expected an integer"),
+        (["compare", "--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got 0"),
+        (["compare", "--batch-size", "-4"], "argument --batch-size: must be an integer >= 1, got -4"),
+        (["compare", "--seed", "-1"], "argument --seed: must be an integer >= 0"),
+        (["compare", "--model", "rnn"], "unknown model 'rnn'"),
+        (["compare", "--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
+        (["compare", "--label-noise", "1.5"], "argument --label-noise: must be in [0, 1)"),
+        (["compare", "--learning-rate", "-1"], "--learning-rate must be a finite number > 0"),
+        (["compare", "--techniques", "spatial_dropout"], "spatial_dropout needs feature maps"),
+        (["compare", "--dataset", "synthetic_regression"], "compare needs a classification dataset"),
+        (["compare", "--batch-size", "10000"], "--batch-size must be <= the 449 training examples"),
+        (["compare", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["experiment", "nope"], "unknown experiment 'nope'; available experiments: "),
+        (["experiment", "compare", "--epochs", "0"], "argument --epochs: must be an integer >= 1"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(capsys, args, message):
+    assert main(args) == 2
+    line = _stderr_line(capsys)
+    assert "error:" in line and message in line
+
+
+def test_batch_size_must_divide_over_devices(capsys, monkeypatch):
+    """With 3 devices (simulated), a batch of 32 cannot be split evenly: usage error, exit 2."""
+    monkeypatch.setattr(jax, "device_count", lambda *a, **k: 3)
+    assert main(["compare", "--batch-size", "32"]) == 2
+    assert "multiple of the 3 devices" in _stderr_line(capsys)
+
+
+def test_unavailable_dataset_exits_1_with_the_data_paragraph(capsys, tmp_path):
+    assert main(["compare", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1"]) == 1
+    line = _stderr_line(capsys)
+    assert "Dataset 'mnist' is not available offline" in line
+    assert "--dataset digits" in line
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys):
+    assert main(["compare", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--techniques" in out and "--checkpoint-dir" in out
+    assert main(["experiment", "--help"]) == 0
+    assert "compare: Train one model per regularization technique" in " ".join(capsys.readouterr().out.split())
+
+
+def test_datasets_lists_digits_as_offline(capsys, tmp_path):
+    assert main(["datasets", "--data-dir", str(tmp_path)]) == 0
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in capsys.readouterr().out.splitlines()]
+    header, table = rows[0], rows[2:]
+    offline = {row[0]: row[header.index("offline")] for row in table}
+    expected = {i.name: ("yes" if i.offline else "no") for i in data.list_datasets(data_dir=tmp_path)}
+    assert offline == expected
+    assert offline["digits"] == "yes" and offline["mnist"] == "no"
+
+
+def test_console_module_runs_in_a_subprocess(tmp_path):
+    """``python -m jaxreg.cli`` is the console script's entry point: real exit codes, real streams."""
+    env = {**os.environ, "TFDS_DATA_DIR": str(tmp_path)}
+    ok = subprocess.run([sys.executable, "-m", "jaxreg.cli", "datasets"], capture_output=True, text=True,
+                        env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert any(line.startswith("| digits ") and "| yes " in line for line in ok.stdout.splitlines())
+    bad = subprocess.run([sys.executable, "-m", "jaxreg.cli", "compare", "--epochs", "0"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
