@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -47,9 +48,11 @@ def environment() -> dict:
         "cpu_count": os.cpu_count(),
     }
     for opt in ("torch", "keras"):
+        # Read versions from metadata: importing torch here (before OMP_WAIT_POLICY is set by its benchmark)
+        # leaves OpenMP threads spin-waiting, and keras needs KERAS_BACKEND before its first import.
         try:
-            env[opt] = importlib.import_module(opt).__version__
-        except Exception:  # optional baselines: absence is recorded, not fatal
+            env[opt] = importlib.metadata.version(opt)
+        except importlib.metadata.PackageNotFoundError:  # optional baselines: absence is recorded, not fatal
             env[opt] = None
     return env
 

@@ -8,6 +8,7 @@ absolute times are context only.
 from __future__ import annotations
 
 import dataclasses
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -53,7 +54,8 @@ def time_interleaved(
     """Median seconds per call of each zero-argument function, measured interleaved.
 
     Each function is called ``warmup`` times first (compilation, caches), then the functions take turns,
-    ``repeats`` rounds, the order rotating each round so that none always runs after the same neighbour.
+    ``repeats`` rounds, in an order shuffled each round (fixed seed) so that none always runs after the same
+    neighbour.
     Each sample times ``number`` back-to-back calls and blocks on the last result
     (``jax.block_until_ready``); the median sample divided by ``number`` is returned.
     """
@@ -62,8 +64,10 @@ def time_interleaved(
         for _ in range(warmup):
             jax.block_until_ready(fns[name]())
     samples: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+    rng = random.Random(0)
+    for _ in range(repeats):
+        order = names[:]
+        rng.shuffle(order)
         for name in order:
             f = fns[name]
             t0 = time.perf_counter()
@@ -76,7 +80,11 @@ def time_interleaved(
 
 
 def compile_seconds(jitted: Any, *args: Any, **kwargs: Any) -> float:
-    """Wall seconds to lower and compile ``jitted`` for these arguments (nothing cached is reused)."""
+    """Wall seconds to lower and compile ``jitted`` for these arguments.
+
+    JAX caches compiled executables per function object: pass a freshly built ``jax.jit`` function (not one
+    already compiled for these shapes), or the figure is a cache hit.
+    """
     t0 = time.perf_counter()
     jitted.lower(*args, **kwargs).compile()
     return time.perf_counter() - t0

@@ -1,0 +1,143 @@
+"""Tests for the training-level benchmarks (benchmarks/train_step.py, epoch.py, penalties.py) and the runner's table.
+
+No timings are asserted: these check that each benchmark compares equal work. The jaxreg engine's MLP step
+against the hand-written flax.linen + optax reference (same masks, so the same loss and the same Adam
+update), the scanned epoch against a Python loop of single steps (same parameters), the penalty variants
+against a numpy L2 formula, the CNN pair's parameter layouts against each other, and, when installed, the
+PyTorch and Keras baselines against the JAX network (same forward pass with the same weights; same parameter
+shapes). Sizes are tiny.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import epoch as epoch_bench
+from benchmarks import penalties as penalty_bench
+from benchmarks import train_step as step_bench
+from benchmarks.__main__ import format_table
+from benchmarks._timing import Result
+
+SIZES = (12, 8, 8, 3)
+BATCH = 4
+
+
+def _kernels(params):
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(params) if leaf.ndim >= 2]
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    """One jitted engine step, its first-step result and the inputs, shared (fewer XLA compilations)."""
+    x, y = step_bench.mlp_data(BATCH, SIZES)
+    params = step_bench.mlp_params(SIZES)
+    step, tx = step_bench.jaxreg_mlp_step(SIZES)
+    state, metrics = step(step_bench.jaxreg_state(params, tx), x, y)
+    return {"x": x, "y": y, "params": params, "step": step, "optimizer": tx, "state": state, "metrics": metrics}
+
+
+def test_format_table_marks_targets():
+    rows = [
+        Result("b", "c", "ours", "ref", 0.002, 0.001, 2.0, target=1.5),  # lower is better: missed
+        Result("b", "c", "ours", "ref", 0.001, 0.002, 2.0, target=1.8, higher_is_better=True, note="speedup"),
+        Result("b", "c", "ours", "ref", 0.001, 0.001, 1.0),
+    ]
+    table = format_table(rows).splitlines()
+    assert table[0].startswith("| benchmark |") and len(table) == 2 + len(rows)
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table[2:]]
+    assert [c[7:9] for c in cells] == [["<= 1.5", "**no**"], [">= 1.8", "yes"], ["", ""]]
+    assert cells[0][4:7] == ["2.000", "1.000", "2.000"] and cells[1][9] == "speedup"
+
+
+def test_mlp_flops_is_the_documented_formula():
+    assert step_bench.mlp_flops(128) == 3 * 2 * 128 * (784 * 512 + 512 * 512 + 512 * 10)
+
+
+def test_jaxreg_step_does_the_flax_reference_step(mlp):
+    """Same masks (jr.dropout's prng path is flax's bernoulli), so the same loss and the same Adam update."""
+    x, y, params, tx, state, metrics = (mlp[k] for k in ("x", "y", "params", "optimizer", "state", "metrics"))
+    ref_state, ref_loss = step_bench.flax_mlp_step(SIZES)(step_bench.flax_state(params, tx), x, y, jax.random.key(1))
+    # numpy reference for the penalty part: L2 * sum of squared kernels.
+    l2 = step_bench.L2 * sum(float(np.sum(k.astype(np.float64) ** 2)) for k in _kernels(params))
+    np.testing.assert_allclose(float(metrics["penalty"]), l2, rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["loss"] + metrics["penalty"]), float(ref_loss), rtol=1e-6)
+    assert jax.tree.structure(state.params) == jax.tree.structure(ref_state.params)
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref_state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    assert int(state.step) == int(ref_state.step) == 1
+
+
+def test_scanned_epoch_equals_python_loop(mlp):
+    setup = epoch_bench.epoch_setup(SIZES, BATCH, num_batches=3, step=mlp["step"])
+    params, tx, x, y = setup["params"], setup["optimizer"], setup["x"], setup["y"]
+    scan_state, scan_metrics = setup["scan"](step_bench.jaxreg_state(params, tx), x, y, jnp.int32(0))
+    loop_state, loop_metrics = setup["loop"](step_bench.jaxreg_state(params, tx), x, y, jnp.int32(0))
+    assert loop_metrics["loss"].shape == (3,) and int(scan_state.step) == int(loop_state.step) == 3
+    np.testing.assert_allclose(float(scan_metrics["loss"]), float(np.mean(loop_metrics["loss"])), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(scan_state.params), jax.tree.leaves(loop_state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_penalty_variants_differ_only_in_regularization(mlp):
+    variants = penalty_bench.variants(SIZES)
+    assert set(penalty_bench.DESCRIPTIONS) == set(variants) - {"none"}
+    assert variants["none"][1] == () and all(len(variants[n][1]) == 1 for n in ("all", "l2"))
+    (step, tx), = penalty_bench.steps(SIZES, names=("all",)).values()
+    state, metrics = step(step_bench.jaxreg_state(mlp["params"], tx), mlp["x"], mlp["y"])
+    # Same masks and params as the default step: the same task loss and the same (numpy) L2 penalty.
+    np.testing.assert_allclose(float(metrics["loss"]), float(mlp["metrics"]["loss"]), rtol=1e-6)
+    l2 = step_bench.L2 * sum(float(np.sum(k.astype(np.float64) ** 2)) for k in _kernels(mlp["params"]))
+    np.testing.assert_allclose(float(metrics["penalty"]), l2, rtol=1e-5)
+    # max_norm keeps every kernel column within MAX_NORM (numpy norms over axis 0, Keras' MaxNorm).
+    for kernel in _kernels(state.params):
+        assert np.all(np.linalg.norm(kernel, axis=0) <= penalty_bench.MAX_NORM * (1 + 1e-6))
+
+
+def test_cnn_pair_has_one_parameter_layout():
+    """RegularizedCNN and the plain-flax FlaxCNN declare the same variables (traced only, nothing compiled)."""
+    ours, ref = step_bench.cnn_models(features=(2, 4), dense_size=4)
+    x = jax.ShapeDtypeStruct((2, 8, 8, 3), jnp.float32)
+    shapes = [jax.eval_shape(lambda x, m=m: m.init(jax.random.key(0), x, train=False), x) for m in (ours, ref)]
+    layouts = [jax.tree.map(lambda a: (a.shape, a.dtype), s) for s in shapes]
+    assert layouts[0] == layouts[1]
+    assert sorted(shapes[0]) == ["batch_stats", "params"]
+
+
+def test_torch_baseline_is_the_same_network():
+    """With the JAX weights copied in and dropout off, PyTorch's forward pass equals flax.linen's."""
+    pytest.importorskip("torch")
+    import torch
+
+    setup = step_bench.torch_mlp(SIZES)
+    assert not isinstance(setup, str), setup
+    model, step = setup
+    params = step_bench.mlp_params(SIZES)
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for i, layer in enumerate(linears):
+            layer.weight.copy_(torch.from_numpy(np.asarray(params[f"Dense_{i}"]["kernel"]).T.copy()))
+            layer.bias.copy_(torch.from_numpy(np.array(params[f"Dense_{i}"]["bias"])))
+    x, y = step_bench.mlp_data(BATCH, SIZES)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.from_numpy(np.array(x))).numpy()
+    ref = step_bench.MLP(SIZES).apply({"params": params}, x, train=False)
+    np.testing.assert_allclose(out, np.asarray(ref), rtol=1e-5, atol=1e-6)
+    model.train()
+    loss = step(*step_bench.torch_tensors(x, y))
+    assert np.isfinite(loss.item())
+
+
+def test_keras_baseline_has_the_same_parameters():
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    pytest.importorskip("keras")
+    with jax.numpy_dtype_promotion("standard"):
+        model = step_bench.keras_mlp(SIZES)
+    assert not isinstance(model, str), model
+    keras_shapes = sorted(tuple(w.shape) for w in model.trainable_weights)
+    jax_shapes = sorted(leaf.shape for leaf in jax.tree.leaves(step_bench.mlp_params(SIZES)))
+    assert keras_shapes == jax_shapes
+    assert len(model.losses) == len(SIZES) - 1  # one L2 kernel regularizer per Dense layer
