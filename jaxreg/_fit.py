@@ -212,6 +212,32 @@ def _summarizer(norms_mask: MaskOrFn) -> Callable[[Any], dict[str, jax.Array]]:
     return lambda state: summarize(state.params, state.opt_state)
 
 
+def epoch_columns(host: dict[str, Any]) -> dict[str, np.ndarray]:
+    """One epoch's history entries from its host-side metrics, in history order.
+
+    ``host`` holds ``"train"`` (epoch means), ``"summary"`` (norms, sparsity, learning rate) and optionally
+    ``"val"`` and ``"train_eval"`` (evaluation metrics), as numpy arrays: scalars for one model, or stacked
+    along a leading member axis for :func:`jaxreg.fit_members`, which shares this so both record alike.
+    """
+    columns: dict[str, np.ndarray] = {}
+    for name, value in host["train"].items():
+        columns[name if name in ("grad_norm", "skipped") else f"train_{name}"] = np.asarray(value)
+    for name, value in host.get("train_eval", {}).items():
+        columns[f"train_eval_{name}"] = np.asarray(value)
+    for name, value in host.get("val", {}).items():
+        columns[f"val_{name}"] = np.asarray(value)
+    if "val" in host:
+        ref = "train_eval" if "train_eval" in host else "train"
+        if "val_accuracy" in columns and f"{ref}_accuracy" in columns:
+            gap = generalization_gap(columns[f"{ref}_accuracy"], columns["val_accuracy"])
+        else:
+            gap = generalization_gap(columns[f"{ref}_loss"], columns["val_loss"], higher_is_better=False)
+        columns["generalization_gap"] = np.asarray(gap)
+        columns["overfitting_score"] = np.asarray(overfitting_score(columns[f"{ref}_loss"], columns["val_loss"]))
+    columns.update({name: np.asarray(value) for name, value in host["summary"].items()})
+    return columns
+
+
 def fit(
     state: Any,
     train_step: Callable[..., tuple[Any, dict[str, jax.Array]]],
@@ -329,6 +355,8 @@ def fit(
         plateau_value = eval_step(state, xv, yv, wv)["loss"]
 
     history: dict[str, list] = {}
+    if early_stopping is not None and bool(state.stopper.should_stop):
+        epochs = initial_epoch  # a restored run that had already stopped trains no further
     show = progress and sys.stderr.isatty()
     bar = tqdm(range(initial_epoch, epochs), desc="fit", unit="epoch", file=sys.stderr, disable=not show)
     for epoch in bar:
@@ -343,22 +371,7 @@ def fit(
         host = jax.device_get(pending)
 
         record: dict[str, Any] = {"epoch": epoch}
-        for name, value in host["train"].items():
-            key = name if name in ("grad_norm", "skipped") else f"train_{name}"
-            record[key] = value.item()
-        for name, value in host.get("train_eval", {}).items():
-            record[f"train_eval_{name}"] = value.item()
-        for name, value in host.get("val", {}).items():
-            record[f"val_{name}"] = value.item()
-        if val_data is not None:
-            ref = "train_eval" if eval_train else "train"
-            if "val_accuracy" in record and f"{ref}_accuracy" in record:
-                gap = generalization_gap(record[f"{ref}_accuracy"], record["val_accuracy"])
-            else:
-                gap = generalization_gap(record[f"{ref}_loss"], record["val_loss"], higher_is_better=False)
-            record["generalization_gap"] = float(gap)
-            record["overfitting_score"] = float(overfitting_score(record[f"{ref}_loss"], record["val_loss"]))
-        record.update({name: value.item() for name, value in host["summary"].items()})
+        record.update({name: value.item() for name, value in epoch_columns(host).items()})
         for name, value in record.items():
             history.setdefault(name, []).append(value)
 

@@ -28,11 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxreg._fit import _summary, has_plateau, make_train_epoch
+from jaxreg._fit import _summary, epoch_columns, has_plateau, make_train_epoch
 from jaxreg._typing import KeyArray, MaskOrFn, PyTree
 from jaxreg._validate import check_callable, check_choice, check_positive_int
 from jaxreg.early_stopping import EarlyStopping
-from jaxreg.metrics import generalization_gap, overfitting_score
 from jaxreg.select import kernel_mask
 from jaxreg.train import TrainState
 
@@ -316,22 +315,7 @@ def _members_epoch_program(cfg: _MembersConfig) -> Callable:
 
 def _records(host: dict, epoch: int, active: np.ndarray, histories: list[dict[str, list]]) -> None:
     """Append member ``i``'s epoch record to ``histories[i]`` for every active member, as :func:`jaxreg.fit`."""
-    columns: dict[str, np.ndarray] = {}
-    for name, values in host["train"].items():
-        columns[name if name in ("grad_norm", "skipped") else f"train_{name}"] = values
-    for name, values in host.get("train_eval", {}).items():
-        columns[f"train_eval_{name}"] = values
-    for name, values in host.get("val", {}).items():
-        columns[f"val_{name}"] = values
-    if "val" in host:
-        ref = "train_eval" if "train_eval" in host else "train"
-        if "val_accuracy" in columns and f"{ref}_accuracy" in columns:
-            gap = generalization_gap(columns[f"{ref}_accuracy"], columns["val_accuracy"])
-        else:
-            gap = generalization_gap(columns[f"{ref}_loss"], columns["val_loss"], higher_is_better=False)
-        columns["generalization_gap"] = np.asarray(gap)
-        columns["overfitting_score"] = np.asarray(overfitting_score(columns[f"{ref}_loss"], columns["val_loss"]))
-    columns.update(host["summary"])
+    columns = epoch_columns(host)
     for i in np.flatnonzero(active):
         history = histories[i]
         history.setdefault("epoch", []).append(epoch)

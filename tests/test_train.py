@@ -356,6 +356,13 @@ def test_fit_history_early_stopping_restore_and_determinism():
     _, history3, _ = _run_fit(1)
     assert history3["train_loss"] != history["train_loss"]
 
+    # Resuming a run whose stopper already said stop (e.g. restored from a checkpoint) trains no further.
+    kept = _host(state.params)
+    state4, history4 = jr.fit(state, STEP, (X, Y), epochs=5, batch_size=B, val_data=(X_VAL, Y_VAL),
+                              eval_step=EVAL, early_stopping=STOPPER, initial_epoch=2, progress=False)
+    assert history4 == {}
+    _assert_trees(state4.params, kept, exact=True)
+
 
 def test_fit_feeds_val_loss_to_reduce_on_plateau():
     """lr_scale halves once the plateau stops improving; the plateau's best value is the val loss it was fed.
