@@ -19,7 +19,7 @@ import numpy as np
 
 import jaxreg as jr
 from benchmarks._timing import Result, time_interleaved
-from jaxreg import noise
+from jaxreg import _noise_kernels, noise
 
 BENCH = "noise"
 SHAPES = ((256, 4096), (64, 32, 32, 128))
@@ -75,7 +75,7 @@ def _split_vjp(f: Callable[[jax.Array], jax.Array], x: jax.Array):
 
 def _plain_where_dropout(key: Any, x: jax.Array) -> jax.Array:
     """Dropout by plain autodiff, no custom_vjp: what the residual choice is compared with."""
-    keep = noise._prng_keep(key, noise._keep_threshold(1.0 - RATE), None, x.shape)
+    keep = _noise_kernels._prng_keep(key, _noise_kernels._keep_threshold(1.0 - RATE), None, x.shape)
     return jnp.where(keep, x * jnp.asarray(1.0 / (1.0 - RATE), x.dtype), 0.0)
 
 

@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
     "is_concrete",
     "concrete_value",
     "check_in_range",
+    "check_number",
     "check_positive_int",
     "check_choice",
+    "check_axis",
+    "check_axes",
+    "check_leaf_axes",
     "check_key",
+    "check_callable",
 ]
 
 
@@ -96,6 +102,30 @@ def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_number(name: str, value: Any) -> float:
+    """Return ``float(value)`` for a concrete real scalar; raise ``TypeError`` for anything else.
+
+    For hyperparameters that must be known in Python (a static fill value, a threshold compared in Python):
+    bools, tracers, strings, callables and arrays of rank > 0 are rejected. NaN and infinities pass; bound
+    them with :func:`check_in_range`.
+
+    Raises:
+      TypeError: ``"{name} must be a real number, got {name} = value."``
+    """
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:  # a Python number
+        real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    else:  # a numpy scalar or a 0-d array, not traced
+        real = (
+            not isinstance(value, jax.core.Tracer)
+            and np.ndim(value) == 0
+            and (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating))
+        )
+    if not real:
+        raise TypeError(f"{name} must be a real number, got {name} = {value!r}.")
+    return float(value)
+
+
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     choices = tuple(choices)
@@ -104,13 +134,92 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
         raise ValueError(f"{name} must be one of {allowed}, got {name} = {value!r}.")
 
 
-def check_key(key: Any, fn_name: str) -> None:
-    """Raise ``ValueError`` when a random function in non-deterministic mode got no key (equinox style)."""
-    if key is None:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _axes_range_error(name: str, shown: Any, ndim: int) -> ValueError:
+    return ValueError(f"{name} must be in the range [{-ndim}, {ndim}) for a {ndim}-D input, got {name} = {shown}.")
+
+
+def check_axis(name: str, axis: Any, ndim: int) -> int:
+    """Return ``axis`` as a non-negative int for an ``ndim``-D array.
+
+    Raises:
+      TypeError: if ``axis`` is not an integer.
+      ValueError: ``"{name} must be in the range [-ndim, ndim) for a ndim-D input, got {name} = axis."``
+    """
+    if not _is_int(axis):
+        raise TypeError(f"{name} must be an integer, got {name} = {axis!r}.")
+    if not -ndim <= axis < ndim:
+        raise _axes_range_error(name, axis, ndim)
+    return int(axis) % ndim
+
+
+def check_axes(name: str, axis: Any, *, ndim: int | None = None, allow_empty: bool = False) -> tuple[int, ...]:
+    """Return an int or a sequence of ints as a tuple of ints; with ``ndim``, range-checked and non-negative.
+
+    Args:
+      name: the argument's name, quoted in the message.
+      axis: an int or a sequence of ints.
+      ndim: the rank the axes index; ``None`` when it is not known yet (checked per leaf later, see
+        :func:`check_leaf_axes`).
+      allow_empty: whether ``()`` is valid (``broadcast_dims``: no axis) rather than an error (a norm over
+        no axis is meaningless).
+
+    Raises:
+      TypeError: if ``axis`` is not an int or a (non-empty) sequence of ints.
+      ValueError: with ``ndim``, if an axis is outside ``[-ndim, ndim)``.
+    """
+    axes = (axis,) if _is_int(axis) else axis
+    if (
+        isinstance(axes, str)
+        or not isinstance(axes, Sequence)
+        or not (axes or allow_empty)
+        or not all(map(_is_int, axes))
+    ):
+        kind = "a sequence" if allow_empty else "a non-empty sequence"
+        raise TypeError(f"{name} must be an int or {kind} of ints, got {name} = {axis!r}.")
+    if ndim is None:
+        return tuple(int(a) for a in axes)
+    if not all(-ndim <= a < ndim for a in axes):
+        raise _axes_range_error(name, axis, ndim)
+    return tuple(int(a) % ndim for a in axes)
+
+
+def check_leaf_axes(name: str, axes: tuple[int, ...], shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` when ``axes`` do not index a selected pytree leaf of ``shape``.
+
+    For per-unit norms (group lasso, max-norm constraints) that apply one ``axis`` to every selected leaf:
+    the message names the leaf's shape and the way out, deselecting it with ``mask=``.
+    """
+    if any(not -len(shape) <= a < len(shape) for a in axes):
+        shown = axes[0] if len(axes) == 1 else axes
         raise ValueError(
-            f"{fn_name} requires a key when running in non-deterministic mode; pass a jax.random key "
-            "(e.g. jax.random.key(0)) or deterministic=True."
+            f"{name} must index the dimensions of every selected leaf, got {name} = {shown} for a leaf of shape "
+            f"{shape}; deselect it with mask= (e.g. mask=jr.kernel_mask) or choose another {name}."
         )
+
+
+def check_key(key: Any, fn_name: str, *, has_deterministic: bool = False) -> None:
+    """Raise ``ValueError`` when a random function got no key (equinox style).
+
+    Args:
+      key: the key argument as given.
+      fn_name: the public function's name, quoted in the message.
+      has_deterministic: whether the function has a ``deterministic=True`` mode that needs no key; the
+        message then mentions it as the other way out.
+
+    Raises:
+      ValueError: ``"{fn_name} requires a key ..."`` if ``key`` is None.
+    """
+    if key is None:
+        if has_deterministic:
+            raise ValueError(
+                f"{fn_name} requires a key when running in non-deterministic mode; pass a jax.random key "
+                "(e.g. jax.random.key(0)) or deterministic=True."
+            )
+        raise ValueError(f"{fn_name} requires a key; pass a jax.random key (e.g. jax.random.key(0)).")
 
 
 def check_callable(name: str, value: Any) -> Callable[..., Any]:

@@ -24,8 +24,7 @@ restoring, and has Keras' ``mode="max"``, ``baseline`` and ``start_from_epoch`` 
 from __future__ import annotations
 
 import dataclasses
-import numbers
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +32,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxreg._typing import PyTree
-from jaxreg._validate import check_choice, check_in_range, check_positive_int
+from jaxreg._validate import check_choice, check_in_range, check_number, check_positive_int
 
 __all__ = ["EarlyStopping", "EarlyStoppingState"]
 
@@ -53,17 +52,6 @@ class EarlyStoppingState(NamedTuple):
     has_improved: jax.Array  # shape=(), bool: whether the latest update improved `best_value`
     should_stop: jax.Array  # shape=(), bool: stop now; once True the whole state is frozen
     stopped_step: jax.Array  # shape=(), int32: the step at which `should_stop` became True; -1 before
-
-
-def _check_number(name: str, value: Any) -> float:
-    """Return ``float(value)`` for a concrete real scalar; ``TypeError`` for anything else."""
-    if (
-        isinstance(value, (bool, np.bool_, jax.core.Tracer))
-        or not isinstance(value, (numbers.Real, np.generic, np.ndarray, jax.Array))
-        or np.ndim(value) != 0
-    ):
-        raise TypeError(f"{name} must be a real number, got {name} = {value!r}.")
-    return float(value)
 
 
 @dataclasses.dataclass(frozen=True, init=False)
@@ -142,11 +130,11 @@ class EarlyStopping:
         restore_best: bool = True,
     ) -> None:
         patience = check_positive_int("patience", patience, minimum=0)
-        min_delta = _check_number("min_delta", min_delta)
+        min_delta = check_number("min_delta", min_delta)
         check_in_range("min_delta", min_delta, 0.0, None)
         check_choice("mode", mode, ("min", "max"))
         if baseline is not None:
-            baseline = _check_number("baseline", baseline)
+            baseline = check_number("baseline", baseline)
             check_in_range("baseline", baseline)  # rejects NaN, allows +-inf
         start_from_step = check_positive_int("start_from_step", start_from_step, minimum=0)
         if not isinstance(restore_best, (bool, np.bool_)):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Hashable, Mapping
 from typing import Any, NamedTuple
 
@@ -35,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxreg._validate import check_in_range, check_positive_int, is_concrete
+from jaxreg._validate import check_axis, check_in_range, check_positive_int, is_concrete
 
 __all__ = [
     "BatchNormState",
@@ -258,14 +257,6 @@ _normalize.defvjp(_normalize_fwd, _normalize_bwd)
 # Argument checks, all in Python before anything is traced.
 
 
-def _check_axis(axis: Any, ndim: int) -> int:
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (numbers.Integral, np.integer)):
-        raise TypeError(f"axis must be an integer (the feature axis), got axis = {axis!r}.")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis must be in the range [{-ndim}, {ndim}) for a {ndim}-D input, got axis = {axis}.")
-    return int(axis) % ndim
-
-
 def _check_common(x: Any, params: Any, state: Any, training: Any, momentum: Any, epsilon: Any, axis: Any):
     if not isinstance(training, (bool, np.bool_)):
         raise TypeError(
@@ -276,10 +267,10 @@ def _check_common(x: Any, params: Any, state: Any, training: Any, momentum: Any,
     check_in_range("epsilon", epsilon, 0.0, None, low_inclusive=False)
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"x must be a floating-point array, got dtype {x.dtype}.")
+        raise TypeError(f"x must have a floating dtype, got x.dtype = {x.dtype}.")
     if x.ndim < 1:
         raise ValueError(f"x must have at least one axis (the feature axis), got shape {x.shape}.")
-    axis = _check_axis(axis, x.ndim)
+    axis = check_axis("axis", axis, x.ndim)
     features = x.shape[axis]
     if not isinstance(state, BatchNormState):
         raise TypeError(f"state must be a BatchNormState, got {type(state).__name__}.")

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxreg._typing import MaskOrFn, PyTree
-from jaxreg._validate import check_choice, check_in_range
+from jaxreg._validate import check_axes, check_choice, check_in_range, check_leaf_axes
 from jaxreg.select import selected_leaves
 
 __all__ = [
@@ -96,13 +96,7 @@ def _elastic_net_core(leaves: list[jax.Array], alpha: jax.Array, l1_ratio: jax.A
 @functools.partial(jax.jit, static_argnames="axes")
 def _group_lasso_core(leaves: list[jax.Array], axes: tuple[int, ...]) -> jax.Array:
     def unit_norms(w: jax.Array) -> jax.Array:
-        for a in axes:
-            if not -w.ndim <= a < w.ndim:
-                axis = axes[0] if len(axes) == 1 else axes
-                raise ValueError(
-                    f"axis must index the dimensions of every selected leaf, got axis = {axis} for a leaf "
-                    f"of shape {w.shape}; deselect it with mask= or choose another axis."
-                )
+        check_leaf_axes("axis", axes, w.shape)
         return jnp.sum(_safe_sqrt(jnp.sum(jnp.square(w), axis=axes)))
 
     return _sum_over_leaves(leaves, unit_norms)
@@ -257,6 +251,7 @@ def group_lasso(tree: PyTree, *, axis: int | Sequence[int] = 0, mask: MaskOrFn =
       A scalar in the accumulation dtype (float32, or float64 if a selected leaf is float64).
 
     Raises:
+      TypeError: if ``axis`` is not an int or a non-empty sequence of ints.
       ValueError: if ``axis`` is out of range for a selected leaf, or ``mask`` does not match ``tree``.
 
     Example:
@@ -266,7 +261,7 @@ def group_lasso(tree: PyTree, *, axis: int | Sequence[int] = 0, mask: MaskOrFn =
       >>> print(jr.group_lasso(kernel), jr.group_lasso(kernel, axis=1))
       5.0 7.0
     """
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = check_axes("axis", axis)
     return _group_lasso_core(selected_leaves(tree, mask), axes)
 
 

@@ -9,7 +9,6 @@ batch statistics no. Works on Flax linen param dicts and on ``flax.nnx.State`` a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import jax
 from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
@@ -23,10 +22,23 @@ _NON_KERNEL_NAMES = frozenset({"bias", "scale", "offset", "mean", "var", "batch_
 
 
 def key_path_str(path: tuple) -> str:
-    """Join a jax key path into ``'layer/sub/leaf'``.
+    """Join a jax key path into ``'layer/sub/leaf'``: the strings :func:`path_mask` matches against.
 
     nnx ``Variable`` leaves add a trailing ``.value`` attribute to the path; it is dropped so that linen
     dicts and nnx ``State`` give the same strings.
+
+    Args:
+      path: a key path from ``jax.tree_util.tree_flatten_with_path`` or ``tree_map_with_path``.
+
+    Returns:
+      The path's dict keys, attribute names and sequence indices joined by ``'/'``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.select import key_path_str
+      >>> tree = {"blocks": [{"kernel": jnp.ones(2)}]}
+      >>> [key_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+      ['blocks/0/kernel']
     """
     parts = []
     for k in path:
@@ -75,7 +87,7 @@ def kernel_mask(params: PyTree) -> PyTree:
     return jax.tree_util.tree_map_with_path(is_kernel, params)
 
 
-def path_mask(params: PyTree, include: str | None = None, exclude: str | None = None) -> PyTree:
+def path_mask(params: PyTree, *, include: str | None = None, exclude: str | None = None) -> PyTree:
     """Bool mask selecting leaves by a regular expression on their ``'/'``-joined key path.
 
     A leaf is selected when ``include`` (default: everything) matches somewhere in its path
@@ -125,6 +137,13 @@ def resolve_mask(tree: PyTree, mask: MaskOrFn) -> PyTree:
 
     Raises:
       ValueError: if ``mask`` is not a prefix of ``tree``'s structure.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxreg.select import resolve_mask
+      >>> tree = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}, "head": jnp.ones(2)}
+      >>> resolve_mask(tree, {"dense": True, "head": False})
+      {'dense': {'bias': True, 'kernel': True}, 'head': False}
     """
     if mask is None:
         return jax.tree.map(lambda _: True, tree)
@@ -144,8 +163,25 @@ def selected_leaves(tree: PyTree, mask: MaskOrFn) -> list[jax.Array]:
 
     Mask entries must be concrete Python/numpy bools: selection happens at trace time.
 
+    Args:
+      tree: the params pytree.
+      mask: ``None`` (all leaves), a callable ``tree -> bool pytree`` or a bool pytree (or prefix), as for
+        :func:`resolve_mask`.
+
+    Returns:
+      A list of the selected leaves themselves (no copies), empty if nothing is selected.
+
     Raises:
       TypeError: if a mask entry is a traced array.
+      ValueError: if ``mask`` is not a prefix of ``tree``'s structure.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxreg as jr
+      >>> from jaxreg.select import selected_leaves
+      >>> params = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2)}}
+      >>> [leaf.shape for leaf in selected_leaves(params, jr.kernel_mask)]
+      [(3, 2)]
     """
     full = resolve_mask(tree, mask)
     leaves = jax.tree.leaves(tree)
@@ -158,5 +194,3 @@ def selected_leaves(tree: PyTree, mask: MaskOrFn) -> list[jax.Array]:
             out.append(leaf)
     return out
 
-
-MaskFn = Callable[[PyTree], PyTree]

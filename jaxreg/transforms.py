@@ -67,18 +67,16 @@ Example:
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.typing import ArrayLike
 
 from jaxreg._typing import MaskOrFn, PyTree
-from jaxreg._validate import check_callable, check_in_range
+from jaxreg._validate import check_axes, check_callable, check_in_range, check_leaf_axes
 from jaxreg.select import kernel_mask
 
 __all__ = [
@@ -148,24 +146,9 @@ def _as(value: ArrayLike, like: jax.Array) -> jax.Array:
     return jnp.asarray(value).astype(like.dtype)
 
 
-def _check_axis(axis: Axis) -> tuple[int, ...]:
-    def is_int(a: object) -> bool:
-        return isinstance(a, numbers.Integral) and not isinstance(a, (bool, np.bool_))
-
-    axes = (axis,) if is_int(axis) else axis
-    if isinstance(axes, str) or not isinstance(axes, Sequence) or not axes or not all(map(is_int, axes)):
-        raise TypeError(f"axis must be an int or a non-empty sequence of ints, got axis = {axis!r}.")
-    return tuple(int(a) for a in axes)
-
-
 def _unit_norms(w: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     """L2 norm over ``axes`` (keepdims): one norm per unit, broadcastable against ``w``."""
-    if any(not -w.ndim <= a < w.ndim for a in axes):
-        shown = axes[0] if len(axes) == 1 else axes
-        raise ValueError(
-            f"axis must index the dimensions of every selected leaf, got axis = {shown} for a leaf of shape "
-            f"{w.shape}; deselect it with mask= (e.g. mask=jr.kernel_mask)."
-        )
+    check_leaf_axes("axis", axes, w.shape)
     return jnp.sqrt(jnp.sum(jnp.square(w), axis=axes, keepdims=True))
 
 
@@ -312,8 +295,8 @@ def proximal_l1(
 
 def proximal_elastic_net(
     strength: optax.ScalarOrSchedule,
-    l1_ratio: ArrayLike,
     *,
+    l1_ratio: ArrayLike = 0.5,
     learning_rate: optax.ScalarOrSchedule,
     mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
@@ -327,8 +310,8 @@ def proximal_elastic_net(
 
     Args:
       strength: the overall coefficient ``>= 0``, or an optax schedule. May be traced.
-      l1_ratio: the L1 share in ``[0, 1]`` (``1`` is :func:`proximal_l1`, ``0`` a pure ridge shrink). May
-        be traced.
+      l1_ratio: the L1 share in ``[0, 1]`` (``1`` is :func:`proximal_l1`, ``0`` a pure ridge shrink); the
+        default 0.5 is scikit-learn's and :func:`jaxreg.elastic_net`'s. May be traced.
       learning_rate: the optimizer's learning rate ``> 0``, or its schedule. May be traced.
       mask: leaves to regularize; the others' updates pass through.
 
@@ -343,7 +326,7 @@ def proximal_elastic_net(
     Example:
       >>> import jax.numpy as jnp, optax
       >>> import jaxreg as jr
-      >>> tx = jr.proximal_elastic_net(1.0, 0.5, learning_rate=0.2)  # threshold 0.1, then divide by 1.1
+      >>> tx = jr.proximal_elastic_net(1.0, l1_ratio=0.5, learning_rate=0.2)  # threshold 0.1, then divide by 1.1
       >>> params = jnp.array([0.05, -1.2, 2.3])
       >>> updates, _ = tx.update(jnp.zeros(3), tx.init(params), params)
       >>> print(optax.apply_updates(params, updates))
@@ -403,7 +386,7 @@ def proximal_group_lasso(
     """
     check_in_range("strength", strength, 0.0, None)
     check_in_range("learning_rate", learning_rate, 0.0, None, low_inclusive=False)
-    axes = _check_axis(axis)
+    axes = check_axes("axis", axis)
 
     def prox(x: jax.Array, lr: jax.Array, s: jax.Array) -> jax.Array:
         t = lr * s
@@ -468,7 +451,7 @@ def max_norm(max_value: ArrayLike, *, axis: Axis = 0, mask: MaskOrFn = None) -> 
       [2.  0.5]
     """
     check_in_range("max_value", max_value, 0.0, None, low_inclusive=False)
-    axes = _check_axis(axis)
+    axes = check_axes("axis", axis)
 
     def project(w: jax.Array) -> jax.Array:
         norms = _unit_norms(w, axes)
@@ -507,7 +490,7 @@ def unit_norm(*, axis: Axis = 0, mask: MaskOrFn = None) -> optax.GradientTransfo
       [[0.6 0. ]
        [0.8 1. ]]
     """
-    axes = _check_axis(axis)
+    axes = check_axes("axis", axis)
 
     def project(w: jax.Array) -> jax.Array:
         return w / (_KERAS_EPSILON + _unit_norms(w, axes))

@@ -387,8 +387,10 @@ BAD_ARGS = [
     (lambda: jr.random_crop(KEY, X[0]), ValueError, "NHWC"),
     (lambda: jr.random_rotation(KEY, X, -1.0), ValueError, "max_degrees"),
     (lambda: jr.random_rotation(KEY, X, (20.0, 10.0)), ValueError, "max_degrees"),
+    (lambda: jr.random_rotation(KEY, X, (float("nan"), 10.0)), ValueError, "max_degrees"),  # not NaN images
     (lambda: jr.random_rotation(KEY, X, 10.0, order=3), ValueError, "order"),
     (lambda: jr.random_rotation(KEY, X, 10.0, fill_value=jnp.ones(3)), TypeError, "fill_value"),
+    (lambda: jr.rotate(X, 10.0, fill_value=True), TypeError, "fill_value"),
     (lambda: jr.random_zoom(KEY, X, (0.0, 1.2)), ValueError, "zoom_range"),
     (lambda: jr.random_zoom(KEY, X, (1.5, 1.2)), ValueError, "zoom_range"),
     (lambda: jr.random_zoom(KEY, X, 1.0), ValueError, "zoom_range"),

@@ -13,7 +13,6 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import jax
 import jax.numpy as jnp
-import keras
 import numpy as np
 import pytest
 
@@ -76,6 +75,8 @@ class FakeModel:
 
 def _keras_run(values, patience, min_delta, mode, baseline, start, restore_best):
     """Drive keras.callbacks.EarlyStopping as model.fit would: stop calling it once stop_training is set."""
+    import keras  # here, not at module level: importing keras takes seconds, and collection should not pay it
+
     callback = keras.callbacks.EarlyStopping(
         monitor="val_loss",
         patience=patience,
@@ -130,7 +131,8 @@ def test_matches_keras_callback_on_many_sequences():
         for p, d, m, b, s, r in CONFIGS
     )
     batches = [_sequences(rng) for _ in CONFIGS]
-    ours = jax.jit(_run_all_stoppers, static_argnums=0)(stoppers, batches)
+    # To numpy once: indexing device arrays per sequence would dispatch thousands of tiny ops.
+    ours = jax.device_get(jax.jit(_run_all_stoppers, static_argnums=0)(stoppers, batches))
     num_stopped = 0
     for config, values, (states, stops, final) in zip(CONFIGS, batches, ours):
         for b, seq in enumerate(values):

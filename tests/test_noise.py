@@ -370,6 +370,12 @@ def test_spatial_dropout_validation():
         jr.spatial_dropout(KEY, jnp.ones((4, 3, 3)), 0.5, channel_axis=0)
     with pytest.raises(ValueError, match="channel_axis"):
         jr.spatial_dropout(KEY, jnp.ones((4, 3, 3)), 0.5, channel_axis=3)
+    # Non-integer axes are rejected naming the argument (a float axis used to slip through the range check).
+    with pytest.raises(TypeError, match="channel_axis must be an integer"):
+        jr.spatial_dropout(KEY, jnp.ones((4, 3, 3)), 0.5, channel_axis=1.0)
+    for bad in (1.0, (1.5,), "1"):
+        with pytest.raises(TypeError, match="broadcast_dims must be an int or a sequence of ints"):
+            jr.dropout(KEY, jnp.ones((4, 3)), 0.5, broadcast_dims=bad)
 
 
 def test_drop_path_per_example_timm():

@@ -121,6 +121,12 @@ def test_group_lasso_axis_convention():
     np.testing.assert_allclose(jr.group_lasso(conv, axis=(0, 1, 2)), per_channel, rtol=RTOL)
     with pytest.raises(ValueError, match="axis"):
         jr.group_lasso({"kernel": kernel, "bias": kernel[0]}, axis=1)
+    # numpy integers are axes; an empty tuple (no reduction: every entry its own "group", i.e. l1) and
+    # non-integers are rejected naming the argument, as jr.max_norm / jr.proximal_group_lasso do.
+    np.testing.assert_allclose(jr.group_lasso(kernel, axis=np.int64(1)), jr.group_lasso(kernel, axis=1))
+    for bad in [(), 1.5, True, "0"]:
+        with pytest.raises(TypeError, match="axis"):
+            jr.group_lasso(kernel, axis=bad)
 
 
 def test_elastic_net_formula_and_limits():
@@ -321,7 +327,10 @@ def test_linen_and_nnx_params():
         def __call__(self, x):
             return nn.Dense(2)(nn.LayerNorm()(nn.Dense(3)(x)))
 
-    params = jax.jit(Linen().init)(jax.random.key(0), jnp.ones((1, 4)))["params"]
+    # linen's own params layout (jax.eval_shape: traced, not compiled), filled with numpy values.
+    rng = np.random.default_rng(11)
+    shapes = jax.eval_shape(Linen().init, jax.random.key(0), jnp.ones((1, 4)))["params"]
+    params = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype), shapes)
     kernels = [params["Dense_0"]["kernel"], params["Dense_1"]["kernel"]]
     np.testing.assert_allclose(
         jr.l2(params, mask=jr.kernel_mask), sum((np.asarray(k, np.float64) ** 2).sum() for k in kernels), rtol=RTOL

@@ -41,7 +41,11 @@ class NnxNet(nnx.Module):
 
 @pytest.fixture(scope="module")
 def linen_variables():
-    return jax.jit(LinenNet().init)(jax.random.key(0), jnp.zeros((2, 5), jnp.int32))
+    """The variables linen's init produces, in its own layout (``jax.eval_shape``: traced, not compiled),
+    filled with numpy values."""
+    shapes = jax.eval_shape(LinenNet().init, jax.random.key(0), jnp.zeros((2, 5), jnp.int32))
+    rng = np.random.default_rng(0)
+    return jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype), shapes)
 
 
 def _selected_paths(tree, mask) -> set[str]:
@@ -124,6 +128,8 @@ def test_path_mask_include_exclude(linen_variables):
     }
     with pytest.raises(ValueError, match="regular expression"):
         jr.path_mask(params, include="(")
+    with pytest.raises(TypeError, match="positional"):  # patterns are keyword-only
+        jr.path_mask(params, "kernel")
 
 
 def test_resolve_mask_forms():
@@ -212,8 +218,12 @@ def test_check_choice_key_and_callable():
     with pytest.raises(ValueError, match="mode must be one of 'rows', 'columns', got mode = 'diag'."):
         v.check_choice("mode", "diag", ("rows", "columns"))
     v.check_key(jax.random.key(0), "dropout")
-    with pytest.raises(ValueError, match="dropout requires a key"):
-        v.check_key(None, "dropout")
+    with pytest.raises(ValueError, match="dropout requires a key.*or deterministic=True"):
+        v.check_key(None, "dropout", has_deterministic=True)
+    # Functions without a deterministic mode (augmentations, mc_predict) must not suggest one.
+    with pytest.raises(ValueError, match=r"^mixup requires a key; pass a jax.random key \(e.g.") as e:
+        v.check_key(None, "mixup")
+    assert "deterministic" not in str(e.value)
     assert v.check_callable("loss_fn", len) is len
     with pytest.raises(TypeError, match="loss_fn must be callable"):
         v.check_callable("loss_fn", 3)
@@ -227,3 +237,34 @@ def test_is_concrete_and_concrete_value():
     jax.jit(lambda x: seen.append((v.is_concrete(x), v.concrete_value(x))) or x)(1.0)
     assert seen == [(False, None)]
     assert math.isnan(v.concrete_value(float("nan")))
+
+
+def test_check_number():
+    """Concrete real scalars (Python, numpy, 0-d JAX of any real dtype) -> float; anything else TypeError."""
+    for good, want in [(2, 2.0), (0.5, 0.5), (np.float32(1.5), 1.5), (np.int64(3), 3.0), (jnp.asarray(2.0), 2.0),
+                       (jnp.asarray(1.0, jnp.bfloat16), 1.0), (float("inf"), float("inf"))]:
+        assert v.check_number("fill_value", good) == want
+    for bad in (True, np.bool_(False), "1", [1.0], np.ones(2), None, 1j, len):
+        with pytest.raises(TypeError, match="fill_value must be a real number, got fill_value = "):
+            v.check_number("fill_value", bad)
+    with pytest.raises(TypeError, match="baseline"):
+        jax.jit(lambda b: v.check_number("baseline", b))(1.0)
+
+
+def test_check_axis_and_axes():
+    assert v.check_axis("axis", -1, 4) == 3 and v.check_axis("axis", np.int64(1), 2) == 1
+    with pytest.raises(ValueError, match=r"^axis must be in the range \[-2, 2\) for a 2-D input, got axis = 2.$"):
+        v.check_axis("axis", 2, 2)
+    with pytest.raises(TypeError, match="axis must be an integer"):
+        v.check_axis("axis", 1.0, 2)
+    assert v.check_axes("axis", 0) == (0,) and v.check_axes("axis", [0, -1]) == (0, -1)
+    assert v.check_axes("axis", (0, -1), ndim=3) == (0, 2)
+    assert v.check_axes("broadcast_dims", (), allow_empty=True) == ()
+    for bad in ((), 1.5, True, "0", (0, 1.0), np.array([0])):
+        with pytest.raises(TypeError, match="axis must be an int or a non-empty sequence of ints"):
+            v.check_axes("axis", bad)
+    with pytest.raises(ValueError, match=r"broadcast_dims must be in the range \[-3, 3\)"):
+        v.check_axes("broadcast_dims", (3,), ndim=3, allow_empty=True)
+    v.check_leaf_axes("axis", (0, -1), (2, 3))
+    with pytest.raises(ValueError, match=r"axis = 1 for a leaf of shape \(4,\); deselect it with mask="):
+        v.check_leaf_axes("axis", (1,), (4,))

@@ -63,7 +63,7 @@ def _updates(seed: int = 1) -> dict:
 FACTORIES = {
     "add_penalty": lambda mask: jr.add_penalty(jr.l2, 0.1, mask=mask),
     "proximal_l1": lambda mask: jr.proximal_l1(0.5, learning_rate=0.5, mask=mask),
-    "proximal_elastic_net": lambda mask: jr.proximal_elastic_net(0.5, 0.5, learning_rate=0.5, mask=mask),
+    "proximal_elastic_net": lambda mask: jr.proximal_elastic_net(0.5, l1_ratio=0.5, learning_rate=0.5, mask=mask),
     "proximal_group_lasso": lambda mask: jr.proximal_group_lasso(0.5, learning_rate=0.5, mask=mask),
     "max_norm": lambda mask: jr.max_norm(1.0, mask=mask),
     "unit_norm": lambda mask: jr.unit_norm(mask=mask),
@@ -126,7 +126,7 @@ def test_proximal_sgd_converges_to_sklearn(l1_ratio):
         prox = jr.proximal_l1(alpha, learning_rate=lr)
         ref = Lasso(alpha=alpha, fit_intercept=False, tol=1e-12, max_iter=100_000).fit(x, y).coef_
     else:
-        prox = jr.proximal_elastic_net(alpha, l1_ratio, learning_rate=lr)
+        prox = jr.proximal_elastic_net(alpha, l1_ratio=l1_ratio, learning_rate=lr)
         ref = ElasticNet(alpha=alpha, l1_ratio=l1_ratio, fit_intercept=False, tol=1e-12, max_iter=100_000)
         ref = ref.fit(x, y).coef_
     w = _fit_proximal_gradient(optax.chain(optax.sgd(lr), prox), x, y)
@@ -152,13 +152,13 @@ def test_proximal_elastic_net_closed_form():
     """numpy: soft threshold at lr*s*r, then divide by 1 + lr*s*(1-r)."""
     params, updates = _params(), _updates()
     s, r, lr = 0.8, 0.3, 0.5
-    tx = jr.proximal_elastic_net(s, r, learning_rate=lr)
+    tx = jr.proximal_elastic_net(s, l1_ratio=r, learning_rate=lr)
     new, _ = tx.update(updates, tx.init(params), params)
     for p, u, n in zip(jax.tree.leaves(params), jax.tree.leaves(updates), jax.tree.leaves(new)):
         expected = _soft_threshold_np(np.asarray(p) + np.asarray(u), lr * s * r) / (1 + lr * s * (1 - r))
         np.testing.assert_allclose(np.asarray(p + n), expected, rtol=1e-6, atol=1e-6)
     # l1_ratio=1 is proximal_l1 exactly.
-    a, _ = jr.proximal_elastic_net(s, 1.0, learning_rate=lr).update(updates, tx.init(params), params)
+    a, _ = jr.proximal_elastic_net(s, l1_ratio=1.0, learning_rate=lr).update(updates, tx.init(params), params)
     b, _ = jr.proximal_l1(s, learning_rate=lr).update(updates, tx.init(params), params)
     jax.tree.map(np.testing.assert_array_equal, a, b)
 
@@ -185,7 +185,8 @@ def test_proximal_group_lasso_block_soft_threshold(shapes, axis):
         unit_scale = np.linspace(0.05, 1.2, shape[unit_axis]).reshape(unit_shape)
         x[name] = jnp.asarray(rng.normal(size=shape) * (unit_scale if len(shape) > 1 else 0.5), jnp.float32)
     tx = jr.proximal_group_lasso(t / 0.5, learning_rate=0.5, axis=axis)
-    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, x), tx.init(x), x)
+    # One jit: these shapes are this test's own, so eager op-by-op dispatch would compile ~20 tiny programs.
+    updates, _ = jax.jit(tx.update)(jax.tree.map(jnp.zeros_like, x), tx.init(x), x)
     got = jax.tree.map(lambda p, u: np.asarray(p + u), x, updates)
     grads = jax.grad(functools.partial(jr.group_lasso, axis=axis))(jax.tree.map(jnp.asarray, got))
     for name in shapes:
@@ -356,7 +357,7 @@ def test_jit_vmap_over_members_and_bfloat16(name):
 SWEEPABLE = {
     "add_penalty": lambda s: jr.add_penalty(jr.l2, s),
     "proximal_l1": lambda s: jr.proximal_l1(s, learning_rate=0.5),
-    "proximal_elastic_net": lambda s: jr.proximal_elastic_net(s, 0.5, learning_rate=0.5),
+    "proximal_elastic_net": lambda s: jr.proximal_elastic_net(s, l1_ratio=0.5, learning_rate=0.5),
     "proximal_group_lasso": lambda s: jr.proximal_group_lasso(s, learning_rate=0.5),
     "max_norm": lambda s: jr.max_norm(s + 0.5),
     "weight_decay": lambda s: jr.weight_decay(s),
@@ -413,8 +414,8 @@ def test_schedules_evaluated_at_update_count():
         (lambda: jr.add_penalty(jr.l2, float("nan")), ValueError, "strength"),
         (lambda: jr.proximal_l1(jnp.asarray(-0.1), learning_rate=0.1), ValueError, "strength"),
         (lambda: jr.proximal_l1(0.1, learning_rate=0.0), ValueError, "learning_rate"),
-        (lambda: jr.proximal_elastic_net(0.1, 1.5, learning_rate=0.1), ValueError, "l1_ratio"),
-        (lambda: jr.proximal_elastic_net(0.1, -0.1, learning_rate=0.1), ValueError, "l1_ratio"),
+        (lambda: jr.proximal_elastic_net(0.1, l1_ratio=1.5, learning_rate=0.1), ValueError, "l1_ratio"),
+        (lambda: jr.proximal_elastic_net(0.1, l1_ratio=-0.1, learning_rate=0.1), ValueError, "l1_ratio"),
         (lambda: jr.proximal_group_lasso(0.1, learning_rate=-1.0), ValueError, "learning_rate"),
         (lambda: jr.proximal_group_lasso(0.1, learning_rate=0.1, axis=1.5), TypeError, "axis"),
         (lambda: jr.max_norm(0.0), ValueError, "max_value"),
@@ -422,6 +423,8 @@ def test_schedules_evaluated_at_update_count():
         (lambda: jr.unit_norm(axis="0"), TypeError, "axis"),
         (lambda: jr.weight_decay(-1e-4), ValueError, "rate"),
         (lambda: jr.proximal_l1(0.1, 0.1), TypeError, "positional"),  # learning_rate is keyword-only
+        (lambda: jr.proximal_elastic_net(0.1, 0.5, learning_rate=0.1), TypeError, "positional"),  # l1_ratio too
+        (lambda: jr.max_norm(1.0, axis=True), TypeError, "axis"),
     ],
 )
 def test_bad_hyperparameters_raise_at_construction(make, error, name):
@@ -455,10 +458,20 @@ class _MLP(nn.Module):
 
 @pytest.fixture(scope="module")
 def mlp_problem():
-    x = jax.random.normal(jax.random.key(0), (32, 4))
-    y = jax.random.randint(jax.random.key(1), (32,), 0, 3)
+    # numpy data and a numpy LeCun-normal init in linen's own layout (jax.eval_shape: traced, not compiled),
+    # so that the only XLA compilations are the training steps under test.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype(np.float32)
+    y = rng.integers(0, 3, size=32).astype(np.int32)
     model = _MLP()
-    params = jax.jit(model.init)(jax.random.key(2), x)["params"]
+    shapes = jax.eval_shape(model.init, jax.random.key(2), x)["params"]
+    params = {
+        name: {
+            "kernel": (rng.normal(size=layer["kernel"].shape) / np.sqrt(layer["kernel"].shape[0])).astype(np.float32),
+            "bias": np.zeros(layer["bias"].shape, np.float32),
+        }
+        for name, layer in shapes.items()
+    }
 
     def loss_fn(p):
         return optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, x), y).mean()
@@ -479,7 +492,7 @@ def _make_step(tx, loss_fn):
 def test_mlp_clip_adam_max_norm_holds_after_every_step(mlp_problem):
     """chain(clip_by_global_norm, adam, jr.max_norm(3.0)): every unit norm <= 3 after each jitted step."""
     params, loss_fn = mlp_problem
-    params = jax.tree.map(lambda w: 5.0 * w + 0.5, params)  # start outside the ball so the bound binds
+    params = jax.tree.map(lambda w: np.float32(5.0) * w + np.float32(0.5), params)  # outside the ball: binds
     assert max(float(np.linalg.norm(k, axis=0).max()) for k in jax.tree.leaves(params)) > 3.0
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2), jr.max_norm(3.0))
     step, state = _make_step(tx, loss_fn), tx.init(params)
