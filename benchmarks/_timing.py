@@ -8,6 +8,7 @@ absolute times are context only.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import statistics
 import time
@@ -38,8 +39,8 @@ class Result:
 
     @property
     def met(self) -> bool | None:
-        if self.target is None:
-            return None
+        if self.target is None or math.isnan(self.ratio):
+            return None  # informational, or a baseline that was skipped (its note says why)
         return self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
 
     def asdict(self) -> dict[str, Any]:
