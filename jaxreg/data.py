@@ -194,6 +194,15 @@ def _split_rng(seed: int, split: str) -> np.random.Generator:
     return np.random.default_rng([seed, 1 + SPLITS.index(split)])
 
 
+def _split_sizes(n_train: int, n_validation: int, n_test: int) -> dict[str, int]:
+    """Validated example counts of a synthetic set's three splits."""
+    return {
+        "train": check_positive_int("n_train", n_train),
+        "validation": check_positive_int("n_validation", n_validation),
+        "test": check_positive_int("n_test", n_test),
+    }
+
+
 def _load_synthetic_regression(
     split: str,
     data_dir: Path,
@@ -206,11 +215,7 @@ def _load_synthetic_regression(
     noise_std: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     del data_dir
-    sizes = {
-        "train": check_positive_int("n_train", n_train),
-        "validation": check_positive_int("n_validation", n_validation),
-        "test": check_positive_int("n_test", n_test),
-    }
+    sizes = _split_sizes(n_train, n_validation, n_test)
     num_features = check_positive_int("num_features", num_features)
     check_in_range("noise_std", noise_std, 0.0, None)
     weights = np.random.default_rng([seed, 0]).standard_normal((num_features, 1))
@@ -233,11 +238,7 @@ def _load_synthetic_sequences(
     label_noise: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     del data_dir
-    sizes = {
-        "train": check_positive_int("n_train", n_train),
-        "validation": check_positive_int("n_validation", n_validation),
-        "test": check_positive_int("n_test", n_test),
-    }
+    sizes = _split_sizes(n_train, n_validation, n_test)
     vocab_size = check_positive_int("vocab_size", vocab_size, minimum=3)
     length = check_positive_int("length", length, minimum=2)
     check_in_range("label_noise", label_noise, 0.0, 1.0)
