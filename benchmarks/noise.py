@@ -1,5 +1,5 @@
-"""Benchmarks for jaxreg.noise: dropout against flax and against the memory floor, every noise function
-forward and forward+backward, and the gradient-residual choice (recompute the mask vs store it).
+"""Benchmarks for jaxreg.noise: dropout against flax (linen and nnx) and against the memory floor, every noise
+function forward and forward+backward, and the gradient-residual choice (recompute the mask vs store it).
 
 Run ``python -m benchmarks.noise`` (``--quick`` for a short run). All functions are jitted and called with
 the same key; ratios are ``ours / reference`` from interleaved medians in one process (``_timing``).
@@ -14,12 +14,15 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+from flax import nnx
 import jax.numpy as jnp
 import numpy as np
 
 import jaxreg as jr
 from benchmarks._timing import Result, time_interleaved
 from jaxreg import _noise_kernels, noise
+from jaxreg.flax import linen as jrl
+from jaxreg.flax import nnx as jrn
 
 BENCH = "noise"
 SHAPES = ((256, 4096), (64, 32, 32, 128))
@@ -113,6 +116,27 @@ def _residual_results(shape: tuple[int, ...], key: Any, x: jax.Array, repeats: i
     return out
 
 
+def flax_pairs() -> dict[str, tuple[str, str, Callable[[Any, jax.Array], jax.Array], Callable]]:
+    """``name -> (ours label, reference label, ours(key, x), reference(key, x))``, jitted.
+
+    Each pair draws its mask from the same key on both sides (linen: ``rngs={"dropout": key}``, whose
+    ``make_rng`` derives the layer's key; nnx: ``nnx.Rngs(dropout=key)``) and must return the same array, bit
+    for bit: the timing compares equal work. The jaxreg layers are ``jr.dropout`` inside flax's module API.
+    """
+    return {
+        "linen": (
+            "jaxreg.flax.linen.Dropout (prng)", "flax.linen.Dropout",
+            jax.jit(lambda k, x: jrl.Dropout(RATE, deterministic=False).apply({}, x, rngs={"dropout": k})),
+            jax.jit(lambda k, x: nn.Dropout(RATE, deterministic=False).apply({}, x, rngs={"dropout": k})),
+        ),
+        "nnx": (
+            "jaxreg.flax.nnx.Dropout (prng)", "flax.nnx.Dropout",
+            jax.jit(lambda k, x: jrn.Dropout(RATE, rngs=nnx.Rngs(dropout=k))(x)),
+            jax.jit(lambda k, x: nnx.Dropout(RATE, rngs=nnx.Rngs(dropout=k))(x)),
+        ),
+    }
+
+
 def run(quick: bool) -> list[Result]:
     """All noise benchmarks; ``quick`` uses the first shape and fewer repeats."""
     repeats = 10 if quick else 30
@@ -126,20 +150,13 @@ def run(quick: bool) -> list[Result]:
         jitted = {name: jax.jit(f) for name, f in fns.items()}
         floor = jax.jit(_floor)
 
-        flax_dropout = jax.jit(
-            lambda k, x: nn.Dropout(RATE, deterministic=False).apply({}, x, rngs={"dropout": k})
-        )
-        t = time_interleaved(
-            {
-                "prng": lambda: jitted["dropout[prng]"](key, x),
-                "flax": lambda: flax_dropout(key, x),
-            },
-            repeats=repeats,
-        )
-        results.append(
-            Result(BENCH, case, "jr.dropout (prng)", "flax.linen.Dropout", t["prng"], t["flax"],
-                   t["prng"] / t["flax"], target=1.0, note="same key, same masks as flax (bit for bit)")
-        )
+        for ours_label, ref_label, ours, ref in flax_pairs().values():
+            if not bool(jnp.array_equal(ours(key, x), ref(key, x))):
+                raise AssertionError(f"{ours_label} and {ref_label} drew different masks from one key")
+            t = time_interleaved({"ours": lambda f=ours: f(key, x), "ref": lambda f=ref: f(key, x)},
+                                 repeats=repeats)
+            results.append(Result(BENCH, case, ours_label, ref_label, t["ours"], t["ref"], t["ours"] / t["ref"],
+                                  target=1.0, note="same key, same masks (checked before timing)"))
 
         t = time_interleaved(
             {"hash": lambda: jitted["dropout[hash]"](key, x), "floor": lambda: floor(x)}, repeats=repeats

@@ -5,9 +5,11 @@ against the hand-written flax.linen + optax reference (same masks, so the same l
 update), the scanned epoch against a Python loop of single steps (same parameters), the penalty variants
 against a numpy L2 formula, the CNN pair's parameter layouts against each other, and, when installed, the
 PyTorch and Keras baselines against the JAX network (same forward pass with the same weights; same parameter
-shapes). Sizes are tiny.
+shapes), and the dropout pairs of benchmarks/noise.py (jaxreg and flax linen/nnx, same key, same
+array). Sizes are tiny.
 """
 
+import json
 import os
 
 import jax
@@ -16,9 +18,10 @@ import numpy as np
 import pytest
 
 from benchmarks import epoch as epoch_bench
+from benchmarks import noise as noise_bench
 from benchmarks import penalties as penalty_bench
 from benchmarks import train_step as step_bench
-from benchmarks.__main__ import format_table
+from benchmarks.__main__ import format_table, render
 from benchmarks._timing import Result
 
 SIZES = (12, 8, 8, 3)
@@ -50,6 +53,33 @@ def test_format_table_marks_targets():
     cells = [[c.strip() for c in line.split("|")[1:-1]] for line in table[2:]]
     assert [c[7:9] for c in cells] == [["<= 1.5", "**no**"], [">= 1.8", "yes"], ["", ""]]
     assert cells[0][4:7] == ["2.000", "1.000", "2.000"] and cells[1][9] == "speedup"
+
+
+@pytest.mark.parametrize("pair", ["linen", "nnx"])
+def test_noise_dropout_pairs_draw_the_same_mask(pair):
+    """The timed pairs do equal work: jaxreg's prng dropout and flax's (linen or nnx) give one array."""
+    _, _, ours, ref = noise_bench.flax_pairs()[pair]
+    x = jnp.arange(1.0, 65.0, dtype=jnp.float32).reshape(8, 8)
+    for seed in range(3):
+        a, b = np.asarray(ours(jax.random.key(seed), x)), np.asarray(ref(jax.random.key(seed), x))
+        np.testing.assert_array_equal(a, b)
+        kept = a != 0
+        assert 0 < kept.sum() < a.size  # a real mask at rate 0.5, not all or nothing
+        np.testing.assert_allclose(a[kept], np.asarray(x)[kept] / (1 - noise_bench.RATE))
+
+
+def test_render_rebuilds_the_table_from_a_results_file(tmp_path):
+    rows = [Result("b", "c", "ours", "ref", 0.002, 0.001, 2.0, target=1.5, note="n"),
+            Result("b", "c", "o2", "r2", 0.001, 0.002, 2.0, target=1.8, higher_is_better=True)]
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps({"environment": {"host": "h", "jax": "x.y"}, "quick": False,
+                                   "results": [r.asdict() for r in rows], "failures": {"epoch": "boom\nOSError: z"}}))
+    out = tmp_path / "RESULTS.md"
+    render(results, out)
+    text = out.read_text()
+    assert format_table(rows) in text
+    assert "Environment: jax=x.y\n" in text  # the host name is left out of the committed report
+    assert "- `epoch`: OSError: z" in text
 
 
 def test_mlp_flops_is_the_documented_formula():
