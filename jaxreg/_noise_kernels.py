@@ -21,7 +21,11 @@ arguments; nothing here validates. Why it is written the way it is, with the mea
   below keep only the bool mask at its broadcast shape (:func:`_masked_scale_store`, the PRNG default:
   recomputing Threefry in the backward pass took 1.11-1.19x the time on (256, 4096) and 1.03-1.12x on
   (64, 32, 32, 128)) or only the 32-bit seed (:func:`_masked_scale_recompute`, the hash default: 0.75-0.93x
-  and 0.86-0.98x the time of storing the mask, so it wins on time and memory).
+  and 0.86-0.98x the time of storing the mask, so it wins on time and memory). These residuals are what
+  crosses between a forward and a backward *program*; inside one compiled program that holds both passes (a
+  training step) XLA:CPU fuses the PRNG mask's producer into the forward and the backward consumer alike, so
+  the mask is drawn twice and never stored (about 4% of the MLP step of ``benchmarks/train_step.py``; the
+  ways tried to make XLA keep it are in ``benchmarks/NOTES.md``, section 2).
 """
 
 from __future__ import annotations
