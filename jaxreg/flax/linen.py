@@ -25,7 +25,7 @@ from flax.typing import Dtype, Initializer
 
 from jaxreg import noise, norm
 from jaxreg._typing import KeyArray
-from jaxreg._validate import is_concrete
+from jaxreg._validate import check_axis, is_concrete
 
 __all__ = [
     "Dropout",
@@ -382,11 +382,7 @@ class BatchNorm(nn.Module):
             "use_running_average", self.use_running_average, use_running_average
         )
         x = jnp.asarray(x)
-        if isinstance(self.axis, bool) or not isinstance(self.axis, int):
-            raise TypeError(f"axis must be an integer (the feature axis), got axis = {self.axis!r}.")
-        if not -x.ndim <= self.axis < x.ndim:
-            raise ValueError(f"axis must be an integer in [{-x.ndim}, {x.ndim}), got axis = {self.axis!r}.")
-        feature_shape = (x.shape[self.axis],)
+        feature_shape = (x.shape[check_axis("axis", self.axis, x.ndim)],)
         # Created in flax's order (statistics, then scale, then bias) so that custom initializers get the
         # same keys.
         ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), feature_shape)
