@@ -840,6 +840,13 @@ def columns(*specs: tuple[str, str, str]) -> list[Any]:
             for i, (header, key, spec) in enumerate(specs)]
 
 
+# The per-run table of the classification stories (train/val/test accuracy, gap, test loss).
+CLASSIFICATION_COLUMNS = columns(
+    ("run", "technique", ""), ("train acc", "train_accuracy", ".4f"), ("val acc", "val_accuracy", ".4f"),
+    ("test acc", "test_accuracy", ".4f"), ("gap", "generalization_gap", "+.4f"), ("test loss", "test_loss", ".4f"),
+)
+
+
 def format_table(rows: Sequence[Mapping[str, Any]], table_columns: Sequence[Any]) -> str:
     """:func:`jaxreg.experiments.report.format_table` (a Markdown table, aligned for the terminal)."""
     from jaxreg.experiments.report import format_table as _format_table

@@ -28,10 +28,7 @@ __all__ = ["DEFAULT_HIDDEN_SIZES", "add_arguments", "run", "EXPERIMENT"]
 DEFAULT_HIDDEN_SIZES = {"mnist": (512, 512), "fashion_mnist": (512, 512), "cifar10": (200,), "digits": (256, 256)}
 _FALLBACK_HIDDEN_SIZES = (256, 256)
 
-_COLUMNS = _common.columns(
-    ("run", "technique", ""), ("train acc", "train_accuracy", ".4f"), ("val acc", "val_accuracy", ".4f"),
-    ("test acc", "test_accuracy", ".4f"), ("gap", "generalization_gap", "+.4f"), ("test loss", "test_loss", ".4f"),
-)
+_COLUMNS = _common.CLASSIFICATION_COLUMNS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -34,10 +34,7 @@ __all__ = ["VARIANTS", "add_arguments", "run", "EXPERIMENT"]
 
 VARIANTS = ("plain", "regularized")
 
-_COLUMNS = _common.columns(
-    ("run", "technique", ""), ("train acc", "train_accuracy", ".4f"), ("val acc", "val_accuracy", ".4f"),
-    ("test acc", "test_accuracy", ".4f"), ("gap", "generalization_gap", "+.4f"), ("test loss", "test_loss", ".4f"),
-)
+_COLUMNS = _common.CLASSIFICATION_COLUMNS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
