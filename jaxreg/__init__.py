@@ -8,8 +8,9 @@ it composes inside one ``jax.jit``-compiled training step::
     y = jr.dropout(key, x, 0.5)
     loss = task_loss + 1e-4 * jr.l2(params, mask=jr.kernel_mask)
 
-Heavier, optional floors load on first use: ``jr.data``, ``jr.plots``, ``jr.checkpoint``, ``jr.parallel``,
-``jr.flax`` (``jaxreg.flax.linen`` / ``jaxreg.flax.nnx``).
+The core needs jax, flax, optax and numpy only. Submodules load on first use: ``jr.flax``
+(``jaxreg.flax.linen`` / ``jaxreg.flax.nnx``), ``jr.parallel``, ``jr.checkpoint`` (the ``checkpoint`` extra:
+orbax), and the lab, ``jr.experiments`` with ``jr.data`` and ``jr.plots`` (the ``experiments`` extra).
 """
 
 from __future__ import annotations
@@ -17,39 +18,169 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from jaxreg import augment, cv, early_stopping, metrics, noise, norm, penalties, select, train, transforms
-from jaxreg.augment import *  # noqa: F403
-from jaxreg.cv import *  # noqa: F403
-from jaxreg.early_stopping import *  # noqa: F403
-from jaxreg.metrics import *  # noqa: F403
-from jaxreg.noise import *  # noqa: F403
-from jaxreg.norm import *  # noqa: F403
-from jaxreg.penalties import *  # noqa: F403
+from jaxreg.augment import (
+    cutmix,
+    flip,
+    mixup,
+    random_crop,
+    random_flip,
+    random_rotation,
+    random_translation,
+    random_zoom,
+    rotate,
+    smooth_labels,
+    translate,
+    zoom,
+)
+from jaxreg.cv import kfold_fit, kfold_indices, kfold_masks, sweep_fit
+from jaxreg.early_stopping import EarlyStopping, EarlyStoppingState
+from jaxreg.loop import fit, fit_members, has_plateau, make_train_epoch, shuffle_key, stack_members, unstack_members
+from jaxreg.metrics import (
+    accuracy,
+    generalization_gap,
+    mc_predict,
+    overfitting_score,
+    sparsity,
+    weight_norms,
+)
+from jaxreg.noise import (
+    alpha_dropout,
+    drop_connect,
+    drop_path,
+    dropout,
+    gaussian_dropout,
+    gaussian_noise,
+    spatial_dropout,
+)
+from jaxreg.norm import (
+    BatchNormState,
+    batch_norm,
+    batch_norm_init,
+    batch_renorm,
+    from_flax_batch_stats,
+    to_flax_batch_stats,
+)
+from jaxreg.penalties import activity_l1, activity_l2, elastic_net, group_lasso, l1, l2, orthogonal
 from jaxreg.select import kernel_mask, path_mask
-from jaxreg.train import *  # noqa: F403
-from jaxreg.transforms import *  # noqa: F403
+from jaxreg.train import Penalty, TrainState, create_train_state, make_eval_step, make_train_step
+from jaxreg.transforms import (
+    AddPenaltyState,
+    ProximalState,
+    add_penalty,
+    max_norm,
+    non_negative,
+    proximal_elastic_net,
+    proximal_group_lasso,
+    proximal_l1,
+    unit_norm,
+    weight_decay,
+)
 
 __version__ = "0.1.0"
 
+# Public names that live in modules loaded on first use (PEP 562): the flax adapters' engine bridges.
+_LAZY_NAMES = {"linen_apply": "jaxreg.flax.linen", "nnx_apply": "jaxreg.flax.nnx"}
+# Submodules loaded on first use: the adapters, and the floors with optional dependencies (orbax, the lab).
+_LAZY_SUBMODULES = {
+    "flax": "jaxreg.flax",
+    "parallel": "jaxreg.parallel",
+    "checkpoint": "jaxreg.checkpoint",
+    "experiments": "jaxreg.experiments",
+    "data": "jaxreg.experiments.data",
+    "plots": "jaxreg.experiments.plots",
+    "cli": "jaxreg.cli",
+}
+
 __all__ = [
+    # select
     "kernel_mask",
     "path_mask",
-    *penalties.__all__,
-    *noise.__all__,
-    *norm.__all__,
-    *augment.__all__,
-    *transforms.__all__,
-    *early_stopping.__all__,
-    *cv.__all__,
-    *metrics.__all__,
-    *train.__all__,
+    # penalties
+    "l1",
+    "l2",
+    "elastic_net",
+    "group_lasso",
+    "orthogonal",
+    "activity_l1",
+    "activity_l2",
+    # noise
+    "dropout",
+    "spatial_dropout",
+    "gaussian_dropout",
+    "alpha_dropout",
+    "gaussian_noise",
+    "drop_path",
+    "drop_connect",
+    # normalization
+    "BatchNormState",
+    "batch_norm_init",
+    "batch_norm",
+    "batch_renorm",
+    "to_flax_batch_stats",
+    "from_flax_batch_stats",
+    # augmentation
+    "flip",
+    "rotate",
+    "zoom",
+    "translate",
+    "random_flip",
+    "random_crop",
+    "random_rotation",
+    "random_zoom",
+    "random_translation",
+    "mixup",
+    "cutmix",
+    "smooth_labels",
+    # optax transforms
+    "AddPenaltyState",
+    "ProximalState",
+    "add_penalty",
+    "proximal_l1",
+    "proximal_elastic_net",
+    "proximal_group_lasso",
+    "max_norm",
+    "unit_norm",
+    "non_negative",
+    "weight_decay",
+    # early stopping, metrics
+    "EarlyStopping",
+    "EarlyStoppingState",
+    "accuracy",
+    "generalization_gap",
+    "overfitting_score",
+    "weight_norms",
+    "sparsity",
+    "mc_predict",
+    # the step
+    "Penalty",
+    "TrainState",
+    "create_train_state",
+    "make_train_step",
+    "make_eval_step",
+    "linen_apply",
+    "nnx_apply",
+    # the loop, many models
+    "make_train_epoch",
+    "fit",
+    "fit_members",
+    "stack_members",
+    "unstack_members",
+    "shuffle_key",
+    "has_plateau",
+    "kfold_indices",
+    "kfold_masks",
+    "kfold_fit",
+    "sweep_fit",
 ]
-
-_LAZY_SUBMODULES = frozenset({"data", "plots", "checkpoint", "parallel", "flax", "cli", "experiments"})
 
 
 def __getattr__(name: str) -> Any:
-    # Floors that pull in tfds, matplotlib or orbax load on first use, keeping `import jaxreg` fast.
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
     if name in _LAZY_SUBMODULES:
-        return importlib.import_module(f"jaxreg.{name}")
+        return importlib.import_module(_LAZY_SUBMODULES[name])
     raise AttributeError(f"module 'jaxreg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_LAZY_SUBMODULES})

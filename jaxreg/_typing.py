@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Union
+from typing import Any, Callable, Protocol, Union
 
 import jax
 
@@ -15,4 +15,15 @@ MaskOrFn = Union[PyTree, Callable[[PyTree], PyTree], None]
 KeyArray = jax.Array
 """A ``jax.random`` key: new-style typed key (``jax.random.key``) or legacy uint32[2] (``PRNGKey``)."""
 
-__all__ = ["PyTree", "MaskOrFn", "KeyArray"]
+class ApplyFn(Protocol):
+    """The engine's model contract: ``apply_fn(params, model_state, x, *, key, training) -> (outputs, new_model_state)``.
+
+    See :mod:`jaxreg.train`; :func:`jaxreg.flax.linen.linen_apply` and :func:`jaxreg.flax.nnx.nnx_apply` build one.
+    """
+
+    def __call__(
+        self, params: PyTree, model_state: PyTree, x: Any, *, key: KeyArray | None, training: bool
+    ) -> tuple[Any, PyTree]: ...
+
+
+__all__ = ["PyTree", "MaskOrFn", "KeyArray", "ApplyFn"]

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from jaxreg._fit import fit
+from jaxreg.loop import fit
 from jaxreg._typing import PyTree
 from jaxreg._validate import check_callable, check_positive_int
 

@@ -43,7 +43,7 @@ def _one_line(text: str) -> str:
 
 
 def _datasets(args: argparse.Namespace) -> int:
-    from jaxreg import data
+    from jaxreg.experiments import data
     from jaxreg.experiments.report import Column, format_table
 
     rows = [
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       >>> main(["compare", "--epochs", "0"])
       2
     """
-    from jaxreg.data import DatasetUnavailableError
+    from jaxreg.experiments.data import DatasetUnavailableError
     from jaxreg.experiments import UsageError
 
     argv = list(sys.argv[1:] if argv is None else argv)

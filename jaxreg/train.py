@@ -1,4 +1,4 @@
-"""Training state and one compiled training step with every regularizer inside it (floor 6).
+"""Training state and one compiled training step with every regularizer inside it (floor 5).
 
 The pieces, each usable on its own::
 
@@ -6,7 +6,10 @@ The pieces, each usable on its own::
     train_step = jr.make_train_step(apply_fn, loss_fn, tx, penalties=[(jr.l2, 1e-4, jr.kernel_mask)])
     evaluate = jr.make_eval_step(apply_fn, loss_fn)
     state, metrics = train_step(state, x_batch, y_batch)              # one jitted, donated step
-    train_epoch = jr.make_train_epoch(train_step, batch_size=64)      # lax.scan over shuffled batches
+
+The loop above the step (:mod:`jaxreg.loop`): ``jr.make_train_epoch`` (a ``lax.scan`` over shuffled batches),
+``jr.fit`` and ``jr.fit_members`` (the same epoch program, vmapped over k folds or a sweep)::
+
     state, history = jr.fit(state, train_step, (x, y), epochs=20, batch_size=64,
                             val_data=(x_val, y_val), eval_step=evaluate,
                             early_stopping=jr.EarlyStopping(patience=5))
@@ -16,14 +19,15 @@ new_model_state)``: ``params`` are the trained leaves, ``model_state`` the non-t
 ``{"batch_stats": ...}``; ``{}`` when there are none), ``key`` a ``jax.random`` key for the step's noise
 (dropout, noise layers; ``None`` in evaluation) and ``training`` a Python bool. ``new_model_state`` must
 have the structure of ``model_state`` (a skipped step selects between the two); in evaluation it is ignored.
-:func:`linen_apply` adapts a ``flax.linen`` module whose ``__call__`` takes ``train``.
+:func:`jaxreg.linen_apply` adapts a ``flax.linen`` module whose ``__call__`` takes ``train``, :func:`jaxreg.nnx_apply` a
+``flax.nnx`` module (both live in :mod:`jaxreg.flax`).
 
 **Loss contract.** ``loss_fn(outputs, y) -> per-example loss`` of shape ``(batch,)`` (trailing axes are
 averaged), e.g. ``optax.softmax_cross_entropy_with_integer_labels``. With per-example ``weights`` (k-fold
 masks, class weights) the task loss is ``sum(w * l) / max(sum(w), 1)``; zero weights exclude examples.
 
-**Penalties** are ``(penalty_fn, coefficient, mask)`` triples (or ``(penalty_fn, coefficient)`` pairs) added
-to the loss as ``coefficient * penalty_fn(params, mask=mask)``; ``jr.l1``, ``jr.l2``, ``jr.elastic_net``...
+**Penalties** are :class:`Penalty` ``(fn, coefficient, mask)`` named tuples (plain 2- or 3-tuples work too) added
+to the loss as ``coefficient * fn(params, mask=mask)``; ``jr.l1``, ``jr.l2``, ``jr.elastic_net``...
 fit. A coefficient may be a traced array: to sweep it under ``jax.vmap`` build the step inside the vmapped
 function, ``jax.vmap(lambda c, s: make_train_step(..., penalties=[(jr.l2, c, None)], jit=False)(s, x, y))``.
 Optimizer-side regularizers (decoupled decay, proximal steps, max-norm) go into the optax ``optimizer``.
@@ -42,7 +46,7 @@ draws fresh noise.
 **Extra arguments of the optimizer.** When ``optimizer`` is an ``optax.GradientTransformationExtraArgs`` (any
 ``optax.chain``, ``optax.adam``...), the step calls ``optimizer.update(grads, opt_state, params, value=v)``
 with ``v`` the step's ``value`` argument, or its own total (task + penalty) loss when ``value`` is None, which
-is what ``optax.contrib.reduce_on_plateau`` and ``optax.polyak_sgd`` read. :func:`fit` passes the latest
+is what ``optax.contrib.reduce_on_plateau`` and ``optax.polyak_sgd`` read. :func:`jaxreg.fit` passes the latest
 validation loss as ``value`` to every step of an epoch; give ``reduce_on_plateau`` an ``accumulation_size``
 of ``num_train // batch_size`` (the steps per epoch) so that its patience counts epochs. Because optax 0.2.8
 is not clean under ``jax_numpy_dtype_promotion="strict"`` (``optax.adam``'s bias correction raises a Python
@@ -86,7 +90,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 import flax.struct
 import jax
@@ -94,36 +98,42 @@ import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
-from jaxreg._fit import fit, make_train_epoch, shuffle_key
-from jaxreg._typing import KeyArray, MaskOrFn, PyTree
+from jaxreg._typing import ApplyFn, KeyArray, MaskOrFn, PyTree
 from jaxreg._validate import check_callable, check_in_range, check_key
 from jaxreg.metrics import accuracy
 
 __all__ = [
+    "Penalty",
     "TrainState",
     "create_train_state",
-    "linen_apply",
-    "nnx_apply",
     "make_train_step",
     "make_eval_step",
-    "make_train_epoch",
-    "fit",
-    "shuffle_key",
 ]
-
-
-class ApplyFn(Protocol):
-    """``apply_fn(params, model_state, x, *, key, training) -> (outputs, new_model_state)``."""
-
-    def __call__(
-        self, params: PyTree, model_state: PyTree, x: Any, *, key: KeyArray | None, training: bool
-    ) -> tuple[Any, PyTree]: ...
 
 
 LossFn = Callable[[Any, Any], jax.Array]
 """``loss_fn(outputs, y) -> per-example loss``, shape ``(batch,)``."""
 
-Penalty = tuple  # (penalty_fn, coefficient, mask) or (penalty_fn, coefficient)
+class Penalty(NamedTuple):
+    """A coupled penalty of the training step: ``coefficient * fn(params, mask=mask)`` is added to the loss.
+
+    Plain ``(fn, coefficient)`` and ``(fn, coefficient, mask)`` tuples are accepted wherever a ``Penalty`` is.
+
+    Attributes:
+      fn: ``fn(params, *, mask) -> scalar``, e.g. :func:`jaxreg.l2` or
+        ``functools.partial(jr.elastic_net, alpha=1e-3)``.
+      coefficient: a float >= 0, or a traced scalar (a strength swept under ``jax.vmap``).
+      mask: which leaves ``fn`` sees (:func:`jaxreg.kernel_mask`, a bool pytree, a callable); None: all.
+
+    Example:
+      >>> import jaxreg as jr
+      >>> jr.Penalty(jr.l2, 1e-4, jr.kernel_mask).coefficient
+      0.0001
+    """
+
+    fn: Callable[..., jax.Array]
+    coefficient: ArrayLike
+    mask: MaskOrFn = None
 
 
 @flax.struct.dataclass
@@ -138,7 +148,7 @@ class TrainState:
       step: shape=(), int32: number of steps taken (including skipped ones).
       skipped: shape=(), int32: number of steps whose update was skipped because of a non-finite loss/grad.
       stopper: the :class:`jaxreg.EarlyStoppingState` (tracking ``{"params": ..., "model_state": ...}``) or
-        None; updated by :func:`fit`, never by the step.
+        None: the loop's field (:func:`jaxreg.fit` updates it inside its epoch program), never the step's.
 
     Under ``jax.vmap`` (k folds, a sweep) every field gains a leading member axis. Use ``state.replace(...)``
     to change fields.
@@ -211,132 +221,19 @@ def create_train_state(
     return _copy_tree(state)
 
 
-def linen_apply(module: Any, *, dropout_rng_name: str = "dropout", train_arg: str | None = "train") -> ApplyFn:
-    """Adapt a ``flax.linen`` module to the ``apply_fn(params, model_state, x, *, key, training)`` contract.
-
-    The adapter calls ``module.apply({"params": params, **model_state}, x, train=training,
-    rngs={dropout_rng_name: key}, mutable=list(model_state))`` when training (``rngs`` only when ``key`` is
-    not None, ``mutable`` only when ``model_state`` is non-empty) and without ``mutable`` in evaluation, and
-    returns ``(outputs, {**model_state, **updated_collections})``.
-
-    Args:
-      module: a ``flax.linen.Module``.
-      dropout_rng_name: the rng stream name the module's ``nn.Dropout`` layers use.
-      train_arg: the keyword of ``__call__`` that switches training mode, or None if it has none.
-
-    Returns:
-      An ``apply_fn`` for :func:`make_train_step` / :func:`make_eval_step`.
-
-    Raises:
-      TypeError: if ``module`` has no ``apply`` method.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, flax.linen as nn
-      >>> import jaxreg as jr
-      >>> class Net(nn.Module):
-      ...     @nn.compact
-      ...     def __call__(self, x, train: bool):
-      ...         return nn.BatchNorm(use_running_average=not train)(nn.Dense(2)(x))
-      >>> variables = Net().init(jax.random.key(0), jnp.ones((4, 3)), train=False)
-      >>> apply_fn = jr.linen_apply(Net())
-      >>> out, ms = apply_fn(variables["params"], {"batch_stats": variables["batch_stats"]}, jnp.ones((4, 3)),
-      ...                    key=None, training=True)
-      >>> out.shape, sorted(ms)
-      ((4, 2), ['batch_stats'])
-    """
-    if not callable(getattr(module, "apply", None)):
-        raise TypeError(f"module must be a flax.linen.Module, got module = {module!r}.")
-
-    def apply_fn(params, model_state, x, *, key=None, training):
-        kwargs = {} if train_arg is None else {train_arg: training}
-        rngs = {dropout_rng_name: key} if key is not None else None
-        variables = {"params": params, **model_state}
-        if training and model_state:
-            outputs, updates = module.apply(variables, x, rngs=rngs, mutable=list(model_state), **kwargs)
-            return outputs, {**model_state, **updates}
-        return module.apply(variables, x, rngs=rngs, **kwargs), model_state
-
-    return apply_fn
-
-
-def nnx_apply(model: Any) -> tuple[ApplyFn, PyTree, PyTree]:
-    """Adapt a ``flax.nnx`` module to the engine's model contract.
-
-    The module is split into its ``nnx.Param`` leaves (the trained ``params``), its RNG streams and
-    everything else (``model_state``: batch statistics and other non-trained variables). The returned
-    ``apply_fn`` merges them back, switches the module with ``train()``/``eval()``, reseeds every RNG stream
-    from the step's ``key`` (so a step's noise depends only on the engine's key and step number, as with
-    :func:`linen_apply`) and calls ``module(x)``.
-
-    Args:
-      model: an ``nnx.Module`` whose ``__call__(x)`` takes the batch; its dropout and batch-norm layers follow
-        nnx's ``train()``/``eval()`` convention (``nnx.Dropout``, ``nnx.BatchNorm``, ``jaxreg.flax.nnx``).
-
-    Returns:
-      ``(apply_fn, params, model_state)``: pass ``params`` and ``model_state`` to
-      :func:`create_train_state`, ``apply_fn`` to :func:`make_train_step` / :func:`make_eval_step`. Write
-      trained values back with ``nnx.update(model, state.params, state.model_state)``.
-
-    Raises:
-      TypeError: if ``model`` is not an ``nnx.Module``.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, optax
-      >>> from flax import nnx
-      >>> import jaxreg as jr
-      >>> from jaxreg.flax import nnx as jrn
-      >>> class Net(nnx.Module):
-      ...     def __init__(self, rngs):
-      ...         self.hidden, self.drop = nnx.Linear(4, 8, rngs=rngs), jrn.Dropout(0.5, rngs=rngs)
-      ...         self.out = nnx.Linear(8, 3, rngs=rngs)
-      ...     def __call__(self, x):
-      ...         return self.out(self.drop(nnx.relu(self.hidden(x))))
-      >>> apply_fn, params, model_state = jr.nnx_apply(Net(nnx.Rngs(0)))
-      >>> tx = optax.sgd(0.1)
-      >>> state = jr.create_train_state(params, tx, jax.random.key(1), model_state=model_state)
-      >>> step = jr.make_train_step(apply_fn, optax.softmax_cross_entropy_with_integer_labels, tx)
-      >>> state, metrics = step(state, jnp.ones((8, 4)), jnp.zeros(8, jnp.int32))
-      >>> int(state.step)
-      1
-    """
-    from flax import nnx  # the engine itself does not need nnx
-
-    if not isinstance(model, nnx.Module):
-        raise TypeError(f"model must be a flax.nnx.Module, got model = {model!r}.")
-    graphdef, params, rng_state, model_state = nnx.split(model, nnx.Param, nnx.RngState, ...)
-    is_variable = lambda v: isinstance(v, nnx.Variable)  # noqa: E731
-    # Streams are reseeded by tag: a layer built from nnx.Rngs(0) draws from "default", not "dropout".
-    tags = sorted({v.tag for v in jax.tree.leaves(rng_state, is_leaf=is_variable) if getattr(v, "tag", None)})
-
-    def apply_fn(params, model_state, x, *, key=None, training):
-        # Variables rebuilt here, inside the innermost trace (jit, then grad): nnx refuses to mutate (reseed,
-        # update batch statistics) variables that were made at another trace level.
-        fresh = jax.tree.map(lambda leaf: leaf, (params, rng_state, model_state))
-        module = nnx.merge(graphdef, *fresh)
-        module.train() if training else module.eval()
-        if key is not None and tags:
-            nnx.reseed(module, **{tag: key for tag in tags})
-        outputs = module(x)
-        *_, new_model_state = nnx.split(module, nnx.Param, nnx.RngState, ...)
-        return outputs, new_model_state
-
-    return apply_fn, params, model_state
-
-
-def _check_penalties(penalties: Sequence[Penalty]) -> tuple[tuple[Callable, Any, MaskOrFn], ...]:
+def _check_penalties(penalties: Sequence[Penalty | tuple]) -> tuple[Penalty, ...]:
     out = []
     for i, entry in enumerate(penalties):
         if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 3):
             raise TypeError(
-                f"penalties[{i}] must be a (penalty_fn, coefficient, mask) or (penalty_fn, coefficient) tuple, "
-                f"got penalties[{i}] = {entry!r}."
+                f"penalties[{i}] must be a jr.Penalty(fn, coefficient, mask) or a (fn, coefficient[, mask]) "
+                f"tuple, got penalties[{i}] = {entry!r}."
             )
-        fn, coef, mask = (*entry, None) if len(entry) == 2 else entry
-        check_callable(f"penalties[{i}] penalty_fn", fn)
-        check_in_range(f"penalties[{i}] coefficient", coef, 0.0, None)
-        out.append((fn, coef, mask))
+        penalty = Penalty(*entry)
+        check_callable(f"penalties[{i}] fn", penalty.fn)
+        check_in_range(f"penalties[{i}] coefficient", penalty.coefficient, 0.0, None)
+        out.append(penalty)
     return tuple(out)
-
 
 def _per_example(losses: jax.Array) -> jax.Array:
     losses = jnp.asarray(losses)
@@ -371,7 +268,7 @@ def make_train_step(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     *,
-    penalties: Sequence[Penalty] = (),
+    penalties: Sequence[Penalty | tuple] = (),
     donate: bool = True,
     jit: bool = True,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
@@ -387,8 +284,8 @@ def make_train_step(
       apply_fn: the model, ``apply_fn(params, model_state, x, *, key, training) -> (outputs, model_state)``.
       loss_fn: ``loss_fn(outputs, y) -> per-example loss``.
       optimizer: an optax transformation (e.g. an ``optax.chain`` holding jaxreg transforms).
-      penalties: ``(penalty_fn, coefficient, mask)`` triples or ``(penalty_fn, coefficient)`` pairs; concrete
-        coefficients must be >= 0, traced ones pass unchecked.
+      penalties: :class:`Penalty` s (or ``(fn, coefficient[, mask])`` tuples); concrete coefficients must be
+        >= 0, traced ones pass unchecked.
       donate: donate the ``state`` argument (``donate_argnums=0``) to reuse its buffers.
       jit: return the ``jax.jit``-compiled step (default) or the plain Python function, to ``vmap``/``scan``
         or to jit yourself.
@@ -438,8 +335,8 @@ def make_train_step(
             task = _weighted_mean(loss_fn(outputs, y), weights)
             penalty = jnp.zeros((), task.dtype)
             for fn, coef, mask in penalties:
-                term = fn(params, mask=mask)
-                penalty = penalty + jnp.asarray(coef).astype(task.dtype) * jnp.asarray(term).astype(task.dtype)
+                term = jnp.asarray(fn(params, mask=mask)).astype(task.dtype)
+                penalty = penalty + jnp.asarray(coef).astype(task.dtype) * term
             return task + penalty, (task, penalty, outputs, model_state)
 
         grad_fn = jax.value_and_grad(objective, has_aux=True)

@@ -2,7 +2,7 @@
 
 The contract (README): bad arguments exit with status 2 and one line on stderr, a dataset that is not
 prepared offline exits with status 1 and the data module's paragraph, never a traceback. Reference for the
-dataset listing: ``jaxreg.data.list_datasets``.
+dataset listing: ``jaxreg.experiments.data.list_datasets``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import jax
 import pytest
 
-from jaxreg import data
+from jaxreg.experiments import data
 from jaxreg.cli import main
 
 

@@ -1,4 +1,4 @@
-"""Tests for jaxreg.data.
+"""Tests for jaxreg.experiments.data.
 
 References: scikit-learn's ``load_digits`` (digit values), numpy least squares (the regression is fittable),
 a numpy restatement of the sequence rule, scikit-learn's ``LogisticRegression`` on token counts (the
@@ -37,7 +37,7 @@ def no_network(monkeypatch):
     """Any attempt to open a connection or resolve a host fails the test loudly."""
 
     def refuse(*args, **kwargs):
-        raise AssertionError("jaxreg.data tried to use the network")
+        raise AssertionError("jaxreg.experiments.data tried to use the network")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)

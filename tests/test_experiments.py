@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import KFold
 
-from jaxreg import data
+from jaxreg.experiments import data
 from jaxreg.cli import main
 from jaxreg.experiments import names
 

@@ -1,4 +1,4 @@
-"""Tests for jaxreg/train.py and jaxreg/_fit.py.
+"""Tests for jaxreg/train.py (the step) and jaxreg/loop.py (make_train_epoch, fit).
 
 References: a hand-written flax.linen + optax training step (same key handling: fold_in(key, step), flax's
 own dropout masks); numpy formulas for penalties, weighted losses, SGD updates and weight norms; a Python

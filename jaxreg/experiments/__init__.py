@@ -22,7 +22,7 @@ starts with ``_`` are skipped), so no other file needs editing::
     register(Experiment("my_story", "One line shown by `jaxreg experiment --help`.", add_arguments, run))
 
 Contract of ``run(args) -> int`` (the CLI enforces the rest): raise :class:`UsageError` for a bad argument
-(the CLI prints its one-line message and exits with status 2), let :class:`jaxreg.data.DatasetUnavailableError`
+(the CLI prints its one-line message and exits with status 2), let :class:`jaxreg.experiments.data.DatasetUnavailableError`
 propagate (printed as its paragraph, exit 1), return 0 on success. Results go to ``args.out`` through
 :mod:`jaxreg.experiments.report`, whose ``results.json`` is byte-identical for equal arguments; tables go
 to stdout, progress to stderr (``args.quiet`` silences it).
@@ -253,7 +253,7 @@ def check_common_arguments(args: argparse.Namespace) -> None:
     """
     import jax
 
-    from jaxreg import data
+    from jaxreg.experiments import data
 
     known = [i.name for i in data.list_datasets(data_dir=getattr(args, "data_dir", None))]
     if args.dataset not in known:

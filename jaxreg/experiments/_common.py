@@ -16,7 +16,7 @@ Every story module (``dropout_mlp``, ``penalties``, ``regression``, ``cnn``, ``t
 Either way a run record (:func:`run_record`) has the keys of
 :func:`jaxreg.experiments.compare.train_technique`'s (``technique``, ``train_accuracy``, ``val_accuracy``,
 ``test_accuracy``, ``*_loss``, ``generalization_gap``, ``epochs_run``, ``sparsity``, ``near_zero_fraction``,
-``kernel_l2_norm``, ``num_params``, ``history``...), so the stories' records plot with :mod:`jaxreg.plots`.
+``kernel_l2_norm``, ``num_params``, ``history``...), so the stories' records plot with :mod:`jaxreg.experiments.plots`.
 :func:`write_outputs` writes ``results.json`` (:func:`jaxreg.experiments.report.write_json`), ``report.md`` and
 the figures.
 
@@ -43,12 +43,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxreg import data as _data
-from jaxreg.cv import fit_members, stack_members
+from jaxreg.experiments import data as _data
+from jaxreg.loop import fit, fit_members, stack_members
 from jaxreg.experiments import UsageError, add_common_arguments, check_common_arguments
 from jaxreg.noise import dropout
 from jaxreg.select import kernel_mask
-from jaxreg.train import create_train_state, fit, linen_apply, make_eval_step, make_train_step
+from jaxreg.flax.linen import linen_apply
+from jaxreg.train import create_train_state, make_eval_step, make_train_step
 
 __all__ = [
     "EVAL_TRAIN_LIMIT",
@@ -154,7 +155,7 @@ def check_story_arguments(args: argparse.Namespace, *, task: str = "classificati
       float_inputs: whether the story needs float inputs (its MLP has no token embedding).
 
     Returns:
-      The dataset's :class:`jaxreg.data.DatasetInfo`.
+      The dataset's :class:`jaxreg.experiments.data.DatasetInfo`.
 
     Raises:
       UsageError: unknown dataset, a batch size the devices do not divide, a dataset of the wrong task or
@@ -271,23 +272,23 @@ def _subset(x: np.ndarray, y: np.ndarray, size: int | None, seed: int, stream: i
 
 def load_splits(dataset: str, *, seed: int, data_dir: str | None = None, train_size: int | None = None,
                 eval_size: int | None = None, batch_size: int | None = None, **options: Any) -> Splits:
-    """Load ``train``/``validation``/``test`` of a dataset (:func:`jaxreg.data.load`) onto the device.
+    """Load ``train``/``validation``/``test`` of a dataset (:func:`jaxreg.experiments.data.load`) onto the device.
 
     Args:
-      dataset: a dataset name of :mod:`jaxreg.data`.
+      dataset: a dataset name of :mod:`jaxreg.experiments.data`.
       seed: the split seed.
       data_dir: TFDS data directory.
       train_size: keep a seeded random subset of this many training examples (None: all).
       eval_size: keep at most this many validation and test examples (seeded subsets; None: all).
       batch_size: if given, check that the training set holds at least one batch.
-      **options: dataset options of :func:`jaxreg.data.load` (e.g. ``n_train`` of the synthetic sets).
+      **options: dataset options of :func:`jaxreg.experiments.data.load` (e.g. ``n_train`` of the synthetic sets).
 
     Returns:
       :class:`Splits`.
 
     Raises:
       UsageError: a batch size larger than the training set.
-      jaxreg.data.DatasetUnavailableError: a TFDS set that is not prepared offline.
+      jaxreg.experiments.data.DatasetUnavailableError: a TFDS set that is not prepared offline.
     """
     info = _data.info(dataset, data_dir=data_dir)
     arrays = {}
@@ -879,10 +880,10 @@ def write_outputs(out: str, result: Mapping[str, Any], *, title: str, report: st
       result: JSON-ready results (``config``, ``runs``...).
       title: the report's title.
       report: the Markdown body of ``report.md`` (after the title).
-      figures: ``{file name: matplotlib Figure}``; each is saved as a PNG in ``out`` (:func:`jaxreg.plots.save`,
+      figures: ``{file name: matplotlib Figure}``; each is saved as a PNG in ``out`` (:func:`jaxreg.experiments.plots.save`,
         no timestamps).
     """
-    from jaxreg import plots
+    from jaxreg.experiments import plots
     from jaxreg.experiments.report import write_json
 
     os.makedirs(out, exist_ok=True)

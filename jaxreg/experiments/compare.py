@@ -70,7 +70,7 @@ import numpy as np
 import optax
 
 from jaxreg import augment as _augment
-from jaxreg import data as _data
+from jaxreg.experiments import data as _data
 from jaxreg import parallel as _parallel
 from jaxreg.early_stopping import EarlyStopping
 from jaxreg.experiments import Experiment, UsageError, add_common_arguments, check_common_arguments, register
@@ -78,7 +78,9 @@ from jaxreg.experiments import models as _models
 from jaxreg.metrics import sparsity
 from jaxreg.penalties import elastic_net, l1, l2
 from jaxreg.select import kernel_mask
-from jaxreg.train import create_train_state, fit, linen_apply, make_eval_step, make_train_step
+from jaxreg.flax.linen import linen_apply
+from jaxreg.loop import fit
+from jaxreg.train import create_train_state, make_eval_step, make_train_step
 from jaxreg.transforms import max_norm, proximal_l1, weight_decay
 
 __all__ = [
@@ -272,7 +274,7 @@ class CompareConfig:
     """What a comparison computes: everything in ``results.json``'s ``config`` (plus ``data_dir``).
 
     Attributes:
-      dataset: a classification dataset of :mod:`jaxreg.data`.
+      dataset: a classification dataset of :mod:`jaxreg.experiments.data`.
       model: ``"mlp"``, ``"cnn"`` or ``"transformer"``.
       techniques: the ``--techniques`` items, e.g. ``("none", "l2", "dropout+batchnorm")``.
       epochs: epochs per technique (early stopping may stop sooner).
@@ -600,7 +602,7 @@ def run_compare(
     Raises:
       UsageError: an unknown technique, model, optimizer or dataset, a combination the model or data cannot
         use, a regression dataset, bad sizes or rates, a checkpoint directory of another run.
-      jaxreg.data.DatasetUnavailableError: a TFDS dataset that is not prepared offline.
+      jaxreg.experiments.data.DatasetUnavailableError: a TFDS dataset that is not prepared offline.
 
     Example:
       >>> from jaxreg.experiments.compare import CompareConfig, run_compare
@@ -716,7 +718,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``jaxreg compare``: train, print the table, write results, timing, figures and report.
 
     Returns:
-      0 (errors are raised: :class:`UsageError`, :class:`jaxreg.data.DatasetUnavailableError`).
+      0 (errors are raised: :class:`UsageError`, :class:`jaxreg.experiments.data.DatasetUnavailableError`).
     """
     from jaxreg.experiments import report
 

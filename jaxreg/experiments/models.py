@@ -20,7 +20,7 @@ baseline is exactly the plain network.
 
 Inputs: float images NHWC, float feature vectors ``(batch, features)``, or int32 token ids ``(batch,
 length)`` (give ``vocab_size``; 0 is padding). :func:`build_model` picks the model for a dataset from its
-:class:`jaxreg.data.DatasetInfo`.
+:class:`jaxreg.experiments.data.DatasetInfo`.
 """
 
 from __future__ import annotations
@@ -325,7 +325,7 @@ def build_model(name: str, *, num_outputs: int, input_dtype: str = "float32", vo
       name: one of :data:`MODELS`.
       num_outputs: number of classes.
       input_dtype: ``"float32"`` or ``"int32"`` (token ids, which need ``vocab_size``); see
-        :class:`jaxreg.data.DatasetInfo`.
+        :class:`jaxreg.experiments.data.DatasetInfo`.
       vocab_size: token vocabulary for int32 inputs.
       **options: attributes of the model class (``dropout_rate``, ``batch_norm``, ``hidden_sizes``...).
 

@@ -32,7 +32,7 @@ import argparse
 import jax
 import numpy as np
 
-from jaxreg import plots
+from jaxreg.experiments import plots
 from jaxreg.experiments import Experiment, _common, register
 
 __all__ = ["TECHNIQUES", "THRESHOLDS", "add_arguments", "run", "EXPERIMENT"]

@@ -1,6 +1,6 @@
 """``jaxreg experiment regression``: dropout vs batch norm vs both on a small synthetic regression task.
 
-Data: ``synthetic_regression`` of :mod:`jaxreg.data` (``y = x @ w + 0.5 * noise``, 10 features, 100 training
+Data: ``synthetic_regression`` of :mod:`jaxreg.experiments.data` (``y = x @ w + 0.5 * noise``, 10 features, 100 training
 examples, 1000 validation and 1000 test): a linear truth, few examples, so the irreducible test MSE is
 ``0.5**2 = 0.25`` and ordinary least squares gets close to it. An MLP (128-128, ReLU) is trained with Adam
 (learning rate 0.01, batch 10) and squared error, four ways: no regularization, dropout after each hidden

@@ -244,7 +244,7 @@ def write_all(
     columns: Sequence[Column] = COMPARE_COLUMNS,
     figures: bool = True,
 ) -> dict[str, Path]:
-    """Write ``results.json``, ``timing.json`` (if ``timing``), the figures (``jaxreg.plots``) and ``report.md``.
+    """Write ``results.json``, ``timing.json`` (if ``timing``), the figures (``jaxreg.experiments.plots``) and ``report.md``.
 
     Args:
       out_dir: the output directory (created if needed).
@@ -253,7 +253,7 @@ def write_all(
       timing: wall-clock data for ``timing.json`` (kept out of ``results.json``).
       notes: paragraphs for the report.
       columns: the table columns.
-      figures: draw the figures of :func:`jaxreg.plots.comparison_figures`.
+      figures: draw the figures of :func:`jaxreg.experiments.plots.comparison_figures`.
 
     Returns:
       ``{name: path}`` of everything written: ``results``, ``timing``, each figure, ``report``.
@@ -272,7 +272,7 @@ def write_all(
         written["timing"] = write_json(out / "timing.json", timing)
     drawn: dict[str, Path] = {}
     if figures:
-        from jaxreg import plots
+        from jaxreg.experiments import plots
 
         drawn = plots.comparison_figures(result["runs"], out)
         written.update(drawn)

@@ -15,7 +15,7 @@ input to float32), takes a single integer ``axis`` and no ``mask``; it adds ``gh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax.typing import Dtype, Initializer
 
 from jaxreg import noise, norm
-from jaxreg._typing import KeyArray
+from jaxreg._typing import ApplyFn, KeyArray
 from jaxreg._validate import check_axis, is_concrete
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "GaussianNoise",
     "DropPath",
     "BatchNorm",
+    "linen_apply",
 ]
 
 
@@ -407,3 +408,61 @@ class BatchNorm(nn.Module):
         if not use_running_average and not initializing:
             ra_mean.value, ra_var.value = state.mean, state.var
         return y
+
+
+def linen_apply(
+    module: nn.Module,
+    *,
+    dropout_rng_name: str = "dropout",
+    train_arg: str | None = "train",
+    call_args: Mapping[str, Any] | None = None,
+) -> ApplyFn:
+    """Adapt a ``flax.linen`` module to the ``apply_fn(params, model_state, x, *, key, training)`` contract.
+
+    The adapter calls ``module.apply({"params": params, **model_state}, x, train=training,
+    rngs={dropout_rng_name: key}, mutable=list(model_state))`` when training (``rngs`` only when ``key`` is
+    not None, ``mutable`` only when ``model_state`` is non-empty) and without ``mutable`` in evaluation, and
+    returns ``(outputs, {**model_state, **updated_collections})``.
+
+    Args:
+      module: a ``flax.linen.Module``.
+      dropout_rng_name: the rng stream name the module's ``nn.Dropout`` layers use.
+      train_arg: the keyword of ``__call__`` that switches training mode, or None if it has none.
+      call_args: extra keyword arguments of ``__call__``, passed on every call; they may be traced arrays,
+        e.g. ``{"rate": h["dropout"]}`` for a model whose dropout rate is swept under ``jax.vmap``.
+
+    Returns:
+      An ``apply_fn`` for :func:`make_train_step` / :func:`make_eval_step`.
+
+    Raises:
+      TypeError: if ``module`` has no ``apply`` method.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, flax.linen as nn
+      >>> import jaxreg as jr
+      >>> class Net(nn.Module):
+      ...     @nn.compact
+      ...     def __call__(self, x, train: bool):
+      ...         return nn.BatchNorm(use_running_average=not train)(nn.Dense(2)(x))
+      >>> variables = Net().init(jax.random.key(0), jnp.ones((4, 3)), train=False)
+      >>> apply_fn = jr.linen_apply(Net())
+      >>> out, ms = apply_fn(variables["params"], {"batch_stats": variables["batch_stats"]}, jnp.ones((4, 3)),
+      ...                    key=None, training=True)
+      >>> out.shape, sorted(ms)
+      ((4, 2), ['batch_stats'])
+    """
+    if not callable(getattr(module, "apply", None)):
+        raise TypeError(f"module must be a flax.linen.Module, got module = {module!r}.")
+
+    def apply_fn(params, model_state, x, *, key=None, training):
+        kwargs = dict(call_args or {})
+        if train_arg is not None:
+            kwargs[train_arg] = training
+        rngs = {dropout_rng_name: key} if key is not None else None
+        variables = {"params": params, **model_state}
+        if training and model_state:
+            outputs, updates = module.apply(variables, x, rngs=rngs, mutable=list(model_state), **kwargs)
+            return outputs, {**model_state, **updates}
+        return module.apply(variables, x, rngs=rngs, **kwargs), model_state
+
+    return apply_fn

@@ -40,6 +40,7 @@ from flax.typing import Dtype, Initializer
 from jax import lax
 
 from jaxreg import noise, norm
+from jaxreg._typing import ApplyFn, PyTree
 from jaxreg._validate import check_positive_int, is_concrete
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "GaussianNoise",
     "DropPath",
     "BatchNorm",
+    "nnx_apply",
 ]
 
 RngsArg = nnx.Rngs | nnx.RngStream | jax.Array | None
@@ -565,3 +567,65 @@ class BatchNorm(nnx.Module):
         """
         if use_running_average is not None:
             self.use_running_average = use_running_average
+
+
+def nnx_apply(model: nnx.Module) -> tuple[ApplyFn, PyTree, PyTree]:
+    """Adapt a ``flax.nnx`` module to the engine's model contract.
+
+    The module is split into its ``nnx.Param`` leaves (the trained ``params``), its RNG streams and
+    everything else (``model_state``: batch statistics and other non-trained variables). The returned
+    ``apply_fn`` merges them back, switches the module with ``train()``/``eval()``, reseeds every RNG stream
+    from the step's ``key`` (so a step's noise depends only on the engine's key and step number, as with
+    :func:`linen_apply`) and calls ``module(x)``.
+
+    Args:
+      model: an ``nnx.Module`` whose ``__call__(x)`` takes the batch; its dropout and batch-norm layers follow
+        nnx's ``train()``/``eval()`` convention (``nnx.Dropout``, ``nnx.BatchNorm``, ``jaxreg.flax.nnx``).
+
+    Returns:
+      ``(apply_fn, params, model_state)``: pass ``params`` and ``model_state`` to
+      :func:`create_train_state`, ``apply_fn`` to :func:`make_train_step` / :func:`make_eval_step`. Write
+      trained values back with ``nnx.update(model, state.params, state.model_state)``.
+
+    Raises:
+      TypeError: if ``model`` is not an ``nnx.Module``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from flax import nnx
+      >>> import jaxreg as jr
+      >>> from jaxreg.flax import nnx as jrn
+      >>> class Net(nnx.Module):
+      ...     def __init__(self, rngs):
+      ...         self.hidden, self.drop = nnx.Linear(4, 8, rngs=rngs), jrn.Dropout(0.5, rngs=rngs)
+      ...         self.out = nnx.Linear(8, 3, rngs=rngs)
+      ...     def __call__(self, x):
+      ...         return self.out(self.drop(nnx.relu(self.hidden(x))))
+      >>> apply_fn, params, model_state = jr.nnx_apply(Net(nnx.Rngs(0)))
+      >>> tx = optax.sgd(0.1)
+      >>> state = jr.create_train_state(params, tx, jax.random.key(1), model_state=model_state)
+      >>> step = jr.make_train_step(apply_fn, optax.softmax_cross_entropy_with_integer_labels, tx)
+      >>> state, metrics = step(state, jnp.ones((8, 4)), jnp.zeros(8, jnp.int32))
+      >>> int(state.step)
+      1
+    """
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"model must be a flax.nnx.Module, got model = {model!r}.")
+    graphdef, params, rng_state, model_state = nnx.split(model, nnx.Param, nnx.RngState, ...)
+    is_variable = lambda v: isinstance(v, nnx.Variable)  # noqa: E731
+    # Streams are reseeded by tag: a layer built from nnx.Rngs(0) draws from "default", not "dropout".
+    tags = sorted({v.tag for v in jax.tree.leaves(rng_state, is_leaf=is_variable) if getattr(v, "tag", None)})
+
+    def apply_fn(params, model_state, x, *, key=None, training):
+        # Variables rebuilt here, inside the innermost trace (jit, then grad): nnx refuses to mutate (reseed,
+        # update batch statistics) variables that were made at another trace level.
+        fresh = jax.tree.map(lambda leaf: leaf, (params, rng_state, model_state))
+        module = nnx.merge(graphdef, *fresh)
+        module.train() if training else module.eval()
+        if key is not None and tags:
+            nnx.reseed(module, **{tag: key for tag in tags})
+        outputs = module(x)
+        *_, new_model_state = nnx.split(module, nnx.Param, nnx.RngState, ...)
+        return outputs, new_model_state
+
+    return apply_fn, params, model_state
