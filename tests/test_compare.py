@@ -20,7 +20,7 @@ import optax
 import pytest
 
 from jaxreg import experiments
-from jaxreg.experiments import UsageError, compare, models, report
+from jaxreg.experiments import UsageError, compare, models, programs, report, runner
 from jaxreg.experiments.compare import CompareConfig, Recipe, parse_techniques, run_compare
 
 SEEDS = (0, 1)
@@ -155,13 +155,13 @@ def test_bad_configs_are_usage_errors_before_training(changes, message):
 def test_label_noise_flips_exactly_the_fraction_to_other_classes():
     """numpy reference: exactly round(0.2 * n) labels change, each to a different class; same seed, same flips."""
     labels = np.arange(449, dtype=np.int32) % 10
-    noisy = compare._noisy_labels(labels, 0.2, 10, seed=3)
+    noisy = runner.noisy_labels(labels, 0.2, 10, seed=3)
     changed = noisy != labels
     assert int(changed.sum()) == round(0.2 * 449)
     assert noisy.dtype == np.int32 and noisy.min() >= 0 and noisy.max() <= 9
-    np.testing.assert_array_equal(noisy, compare._noisy_labels(labels, 0.2, 10, seed=3))
-    assert (compare._noisy_labels(labels, 0.2, 10, seed=4) != noisy).any()
-    np.testing.assert_array_equal(compare._noisy_labels(labels, 0.0, 10, seed=3), labels)
+    np.testing.assert_array_equal(noisy, runner.noisy_labels(labels, 0.2, 10, seed=3))
+    assert (runner.noisy_labels(labels, 0.2, 10, seed=4) != noisy).any()
+    np.testing.assert_array_equal(runner.noisy_labels(labels, 0.0, 10, seed=3), labels)
 
 
 def test_sgd_chain_with_decoupled_weight_decay_matches_numpy():
@@ -202,7 +202,7 @@ def test_augmentation_shifts_training_batches_only():
         seen.append(x)
         return x, model_state
 
-    apply = compare._with_augmentation(apply_fn, compare._shift_images)
+    apply = programs.with_augmentation(apply_fn, compare._shift_images)
     x = jax.random.uniform(jax.random.key(0), (16, 8, 8, 1)) + 0.1
     apply({}, {}, x, key=jax.random.key(1), training=True)
     apply({}, {}, x, key=None, training=False)

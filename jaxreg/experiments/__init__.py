@@ -36,6 +36,19 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 
+from jaxreg._optional import require
+
+# The lab's own dependencies (the `experiments` extra), checked once here so that a missing one is named.
+for _module, _extra in (("sklearn", "data"), ("tensorflow_datasets", "data"), ("matplotlib", "plots")):
+    require(_module, extra=_extra, user="jaxreg.experiments (the lab: datasets, stories, figures)")
+
+from jaxreg.experiments.arguments import (  # noqa: E402
+    COMMON_RESULT_EXCLUDES,
+    UsageError,
+    add_common_arguments,
+    check_common_arguments,
+)
+
 __all__ = [
     "Experiment",
     "UsageError",
@@ -47,15 +60,6 @@ __all__ = [
     "check_common_arguments",
     "COMMON_RESULT_EXCLUDES",
 ]
-
-# Arguments that choose where and how loudly a run happens, not what it computes: they stay out of
-# results.json so that the file is identical for two output directories.
-COMMON_RESULT_EXCLUDES = ("out", "checkpoint_dir", "quiet", "experiment", "command")
-
-
-class UsageError(ValueError):
-    """A bad command-line argument; the CLI prints ``jaxreg: error: <message>`` and exits with status 2."""
-
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
@@ -168,99 +172,3 @@ def get(name: str) -> Experiment:
     if name not in _REGISTRY:
         raise UsageError(f"unknown experiment {name!r}; available experiments: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
-
-
-def _positive_int(text: str) -> int:
-    # argparse's `type=int` would accept 0 and -3; reject them here, naming the range, as a usage error.
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
-    return value
-
-
-def add_common_arguments(
-    parser: argparse.ArgumentParser,
-    *,
-    dataset: str = "digits",
-    epochs: int = 10,
-    batch_size: int = 32,
-    seed: int = 0,
-    out: str = "runs/experiment",
-) -> None:
-    """Add the options every story shares, with the story's own defaults.
-
-    ``--dataset NAME``, ``--epochs N`` (>= 1), ``--batch-size B`` (>= 1), ``--seed S`` (>= 0), ``--out DIR``,
-    ``--checkpoint-dir DIR`` (default none), ``--data-dir DIR`` (TFDS data, default ``$TFDS_DATA_DIR``) and
-    ``--quiet``. Integer ranges are checked by argparse itself (a usage error, exit status 2).
-
-    Args:
-      parser: the story's ``argparse`` parser.
-      dataset, epochs, batch_size, seed, out: defaults of the corresponding options.
-
-    Example:
-      >>> import argparse
-      >>> from jaxreg.experiments import add_common_arguments
-      >>> parser = argparse.ArgumentParser()
-      >>> add_common_arguments(parser, epochs=5)
-      >>> args = parser.parse_args(["--batch-size", "16"])
-      >>> args.epochs, args.batch_size, args.dataset, args.quiet
-      (5, 16, 'digits', False)
-    """
-    parser.add_argument("--dataset", default=dataset, help=f"dataset name (default: {dataset}; see `jaxreg datasets`)")
-    parser.add_argument("--epochs", type=_positive_int, default=epochs, help=f"training epochs (default: {epochs})")
-    parser.add_argument("--batch-size", type=_positive_int, default=batch_size,
-                        help=f"global batch size, split over the devices (default: {batch_size})")
-    parser.add_argument("--seed", type=_non_negative_int, default=seed,
-                        help=f"seed of the data split, the initialization and the noise (default: {seed})")
-    parser.add_argument("--out", default=out, help=f"output directory (default: {out})")
-    parser.add_argument("--checkpoint-dir", default=None,
-                        help="save a checkpoint every epoch here and resume from it (default: none)")
-    parser.add_argument("--data-dir", default=None, help="TFDS data directory (default: $TFDS_DATA_DIR)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def check_common_arguments(args: argparse.Namespace) -> None:
-    """Check the shared options that argparse cannot: a known dataset and a batch size the devices divide.
-
-    Args:
-      args: the parsed namespace (from a parser that :func:`add_common_arguments` set up).
-
-    Raises:
-      UsageError: for an unknown dataset (the message lists the known ones) or a batch size that is not a
-        multiple of the number of devices used for data parallelism.
-
-    Example:
-      >>> import argparse
-      >>> from jaxreg.experiments import UsageError, check_common_arguments
-      >>> try:
-      ...     check_common_arguments(argparse.Namespace(dataset="nope", batch_size=8))
-      ... except UsageError as e:
-      ...     print(str(e)[:30])
-      unknown dataset 'nope'; availa
-    """
-    import jax
-
-    from jaxreg.experiments import data
-
-    known = [i.name for i in data.list_datasets(data_dir=getattr(args, "data_dir", None))]
-    if args.dataset not in known:
-        raise UsageError(f"unknown dataset {args.dataset!r}; available datasets: {', '.join(known)}")
-    count = jax.device_count()
-    if args.batch_size % count:
-        raise UsageError(
-            f"--batch-size must be a multiple of the {count} devices used for data parallelism, "
-            f"got {args.batch_size}"
-        )

@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 
 from jaxreg.cv import sweep_fit
-from jaxreg.experiments import Experiment, _common, register
+from jaxreg.experiments import Experiment, arguments, keys, plots, programs, records, register, report, runner
 from jaxreg.train import create_train_state
 
 __all__ = ["add_arguments", "run", "EXPERIMENT"]
 
-_COLUMNS = _common.columns(
+_COLUMNS = report.columns(
     ("sweep", "sweep", ""), ("strength", "strength", ".0e"), ("train acc", "train_accuracy", ".4f"),
     ("val acc", "val_accuracy", ".4f"), ("gap", "gap", "+.4f"), ("test acc", "test_accuracy", ".4f"),
 )
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       >>> args.l2
       '0,1e-5,1e-4,1e-3,1e-2,3e-2,1e-1'
     """
-    _common.add_story_arguments(parser, epochs=40, out="runs/bias_variance")
+    arguments.add_story_arguments(parser, epochs=40, out="runs/bias_variance")
     parser.add_argument("--l2", default="0,1e-5,1e-4,1e-3,1e-2,3e-2,1e-1",
                         help="L2 coefficients of the sweep (log grid; 0 is the unregularized baseline)")
     parser.add_argument("--dropout-rates", default="0,0.1,0.3,0.5,0.7,0.8,0.9",
@@ -53,29 +53,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run both sweeps as one vmapped program, print the table, write results, report and figure."""
-    info = _common.check_story_arguments(args, float_inputs=True)
-    strengths = _common.parse_floats("--l2", args.l2)
-    rates = _common.parse_floats("--dropout-rates", args.dropout_rates, high=1.0, high_inclusive=False)
-    hidden_sizes = _common.parse_sizes("--hidden-sizes", args.hidden_sizes)
-    splits = _common.load_splits(args.dataset, seed=args.seed, data_dir=args.data_dir, train_size=args.train_size,
+    info = arguments.check_story_arguments(args, float_inputs=True)
+    strengths = arguments.parse_floats("--l2", args.l2)
+    rates = arguments.parse_floats("--dropout-rates", args.dropout_rates, high=1.0, high_inclusive=False)
+    hidden_sizes = arguments.parse_sizes("--hidden-sizes", args.hidden_sizes)
+    splits = runner.load_splits(args.dataset, seed=args.seed, data_dir=args.data_dir, train_size=args.train_size,
                                  eval_size=args.eval_size, batch_size=args.batch_size)
     # Members: (l2, dropout) pairs, the unregularized one shared by the two sweeps.
     members = sorted({(s, 0.0) for s in strengths} | {(0.0, r) for r in rates}, key=lambda m: (m[1], m[0]))
-    program = _common.sweep_program(info.num_outputs, hidden_sizes, learning_rate=args.learning_rate)
-    variables = program.init(_common.init_key(args.seed), splits.train[0][:1])
-    state = create_train_state(variables["params"], program.optimizer, _common.train_key(args.seed))
-    hparams = _common.sweep_hparams([{"l2": strength, "dropout": rate} for strength, rate in members])
-    _common.log(args, f"bias_variance: {len(members)} members in one vmapped program ({args.epochs} epochs)")
+    program = programs.sweep_program(info.num_outputs, hidden_sizes, learning_rate=args.learning_rate)
+    variables = program.init(keys.init_key(args.seed), splits.train[0][:1])
+    state = create_train_state(variables["params"], program.optimizer, keys.train_key(args.seed))
+    hparams = programs.sweep_hparams([{"l2": strength, "dropout": rate} for strength, rate in members])
+    report.log(args, f"bias_variance: {len(members)} members in one vmapped program ({args.epochs} epochs)")
     states, histories = sweep_fit(state, program.make_step, splits.train, hparams=hparams, epochs=args.epochs,
                                   batch_size=args.batch_size, val_data=splits.validation,
                                   eval_step=program.eval_step, eval_train=True)
-    test = _common.evaluate(program.member_eval, states, *splits.test)
+    test = runner.evaluate(program.member_eval, states, *splits.test)
 
     def point(index: int, sweep: str, strength: float) -> dict:
         h = histories[index]
         return {"sweep": sweep, "strength": strength, "train_accuracy": h["train_eval_accuracy"][-1],
                 "val_accuracy": h["val_accuracy"][-1], "test_accuracy": float(test["accuracy"][index]),
-                "train_loss": _common.finite(h["train_eval_loss"][-1]), "val_loss": _common.finite(h["val_loss"][-1]),
+                "train_loss": records.finite(h["train_eval_loss"][-1]), "val_loss": records.finite(h["val_loss"][-1]),
                 "gap": h["train_eval_accuracy"][-1] - h["val_accuracy"][-1],
                 "val_accuracy_curve": h["val_accuracy"], "train_accuracy_curve": h["train_eval_accuracy"]}
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         "dropout": [point(members.index((0.0, r)), "dropout", r) for r in rates],
     }
     best = {name: max(points, key=lambda p: p["val_accuracy"])["strength"] for name, points in sweeps.items()}
-    config = _common.config_of(args, hidden_sizes=list(hidden_sizes), num_train=int(splits.train[1].shape[0]))
+    config = arguments.config_of(args, hidden_sizes=list(hidden_sizes), num_train=int(splits.train[1].shape[0]))
     result = {"experiment": "bias_variance", "config": config, "num_members": len(members), "sweeps": sweeps,
               "best": best}
     rows = [*sweeps["l2"], *sweeps["dropout"]]
@@ -97,26 +97,26 @@ def run(args: argparse.Namespace) -> int:
             f"{weakest['train_accuracy']:.4f} -> {strongest['train_accuracy']:.4f} and the gap "
             f"{weakest['gap']:+.4f} -> {strongest['gap']:+.4f}; best validation accuracy {top['val_accuracy']:.4f} "
             f"at {top['strength']:g}.")
-    report = "\n\n".join([
+    body = "\n\n".join([
         f"MLP {'-'.join(map(str, hidden_sizes))} on `{args.dataset}` ({config['num_train']} training examples), Adam "
         f"{args.learning_rate:g}, batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}: {len(members)} "
         "members trained as one `jax.vmap`-ped program (`jr.sweep_fit`). Train accuracy is measured in evaluation "
         "mode (no dropout) after the last epoch.",
-        _common.format_table(rows, _COLUMNS),
+        report.format_table(rows, _COLUMNS),
         "\n".join(lines),
         "![bias and variance](bias_variance.png)",
         f"Reproduce: `jaxreg experiment bias_variance --dataset {args.dataset} --epochs {args.epochs} "
         f"--seed {args.seed}`",
     ])
     figures = {"bias_variance.png": _plot(sweeps)}
-    _common.write_outputs(args.out, result, title="Bias and variance: sweeping L2 and dropout", report=report,
+    report.write_outputs(args.out, result, title="Bias and variance: sweeping L2 and dropout", report=body,
                           figures=figures)
-    print(_common.format_table(rows, _COLUMNS))
+    print(report.format_table(rows, _COLUMNS))
     return 0
 
 
 def _plot(sweeps: dict):
-    figure, axes = _common.new_figure(2, width=4.2, height=3.1)
+    figure, axes = plots.new_figure(2, width=4.2, height=3.1)
     for ax, (name, points) in zip(axes, sweeps.items()):
         xs = [p["strength"] for p in points]
         labels = [f"{x:g}" for x in xs]

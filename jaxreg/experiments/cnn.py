@@ -28,7 +28,7 @@ import optax
 
 from jaxreg.augment import random_crop, random_flip
 from jaxreg.early_stopping import EarlyStopping
-from jaxreg.experiments import Experiment, UsageError, _common, register
+from jaxreg.experiments import Experiment, UsageError, arguments, plots, programs, register, report, runner
 from jaxreg.experiments.models import RegularizedCNN
 from jaxreg.penalties import l2
 from jaxreg.select import kernel_mask
@@ -38,7 +38,7 @@ __all__ = ["VARIANTS", "add_arguments", "run", "EXPERIMENT"]
 
 VARIANTS = ("plain", "bn+dropout", "full recipe")
 
-_COLUMNS = _common.columns(
+_COLUMNS = report.columns(
     ("run", "technique", ""), ("epochs run", "epochs_run", ""), ("train acc", "train_accuracy", ".4f"),
     ("val acc", "val_accuracy", ".4f"), ("test acc", "test_accuracy", ".4f"), ("gap", "generalization_gap", "+.4f"),
     ("test loss", "test_loss", ".4f"),
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       >>> args.features, args.epochs, args.weight_decay, args.variants
       ('8,16', 40, 0.0001, 'plain,bn+dropout,full recipe')
     """
-    _common.add_story_arguments(parser, epochs=40, out="runs/cnn")
+    arguments.add_story_arguments(parser, epochs=40, out="runs/cnn")
     parser.add_argument("--features", default="32,64", help="channels of the two convolutions (default: 32,64)")
     parser.add_argument("--dense-size", type=int, default=128, help="width of the hidden dense layer (default: 128)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
@@ -85,10 +85,10 @@ def _augmenter(dataset: str, height: int):
     return functools.partial(random_crop, padding=padding), description
 
 
-@functools.lru_cache(maxsize=16)
+@programs.cached
 def _program(variant: str, num_outputs: int, dataset: str, height: int, features: tuple[int, int], dense_size: int,
              learning_rate: float, dropout_rate: float, spatial_rate: float, decay: float, l2_coef: float,
-             clip_norm: float, plateau_patience: int, steps_per_epoch: int) -> _common.Program:
+             clip_norm: float, plateau_patience: int, steps_per_epoch: int) -> programs.Program:
     regularized = variant != "plain"
     module = RegularizedCNN(num_outputs=num_outputs, features=features, dense_size=dense_size,
                             batch_norm=regularized, dropout_rate=dropout_rate if regularized else 0.0,
@@ -97,7 +97,7 @@ def _program(variant: str, num_outputs: int, dataset: str, height: int, features
     init_module = RegularizedCNN(num_outputs=num_outputs, features=features, dense_size=dense_size,
                                  batch_norm=regularized, dropout_rate=0.0, spatial_dropout_rate=0.0)
     if variant != "full recipe":
-        return _common.build_program(module, optax.adam(learning_rate), init_module=init_module)
+        return programs.build_program(module, optax.adam(learning_rate), init_module=init_module)
     optimizer = optax.chain(
         optax.clip_by_global_norm(clip_norm),
         optax.scale_by_adam(),
@@ -108,23 +108,23 @@ def _program(variant: str, num_outputs: int, dataset: str, height: int, features
         optax.contrib.reduce_on_plateau(factor=0.5, patience=plateau_patience, accumulation_size=steps_per_epoch),
     )
     augment, _ = _augmenter(dataset, height)
-    return _common.build_program(module, optimizer, penalties=[(l2, l2_coef, kernel_mask)], augment_fn=augment,
+    return programs.build_program(module, optimizer, penalties=[(l2, l2_coef, kernel_mask)], augment_fn=augment,
                                  init_module=init_module)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train the three CNN variants, print the table, write results, report and figure."""
-    info = _common.check_story_arguments(args, image=True)
-    features = _common.parse_sizes("--features", args.features)
+    info = arguments.check_story_arguments(args, image=True)
+    features = arguments.parse_sizes("--features", args.features)
     if len(features) != 2:
         raise UsageError(f"--features must give two channel counts such as 32,64, got {args.features!r}")
     if args.dense_size < 1:
         raise UsageError(f"--dense-size must be >= 1, got {args.dense_size}")
     for option, value in (("--dropout", args.dropout), ("--spatial-dropout", args.spatial_dropout)):
-        _common.check_number(option, value, high=1.0, high_inclusive=False)
+        arguments.check_number(option, value, high=1.0, high_inclusive=False)
     for option, value in (("--weight-decay", args.weight_decay), ("--l2", args.l2)):
-        _common.check_number(option, value)
-    _common.check_number("--clip-norm", args.clip_norm, low_inclusive=False)
+        arguments.check_number(option, value)
+    arguments.check_number("--clip-norm", args.clip_norm, low_inclusive=False)
     for option, value in (("--plateau-patience", args.plateau_patience), ("--patience", args.patience)):
         if value < 0:
             raise UsageError(f"{option} must be >= 0, got {value}")
@@ -133,13 +133,13 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not variants or len(set(variants)) != len(variants):
         raise UsageError(f"--variants must be distinct names among {', '.join(VARIANTS)}, got {args.variants!r}")
     variants = [v for v in VARIANTS if v in variants]
-    splits = _common.load_splits(args.dataset, seed=args.seed, data_dir=args.data_dir, train_size=args.train_size,
+    splits = runner.load_splits(args.dataset, seed=args.seed, data_dir=args.data_dir, train_size=args.train_size,
                                  eval_size=args.eval_size, batch_size=args.batch_size)
     num_train = int(splits.train[1].shape[0])
     height = info.input_shape[0]
     runs = []
     for variant in variants:
-        _common.log(args, f"cnn: training {variant!r} ({args.epochs} epochs)")
+        report.log(args, f"cnn: training {variant!r} ({args.epochs} epochs)")
         program = _program(variant, info.num_outputs, args.dataset, height, features, args.dense_size,
                            args.learning_rate, args.dropout, args.spatial_dropout, args.weight_decay, args.l2,
                            args.clip_norm, args.plateau_patience, num_train // args.batch_size)
@@ -151,13 +151,13 @@ def run(args: argparse.Namespace) -> int:
             settings.update(weight_decay=args.weight_decay, l2=args.l2, clip_norm=args.clip_norm,
                             plateau_patience=args.plateau_patience, early_stopping_patience=args.patience,
                             augmentation=True)
-        record = _common.train_run(variant, program, splits, seed=args.seed, epochs=args.epochs,
+        record = runner.train_run(variant, program, splits, seed=args.seed, epochs=args.epochs,
                                    batch_size=args.batch_size, early_stopping=stopper, progress=not args.quiet,
                                    settings=settings)
         if "lr_scale" in record["history"]:
             record["final_lr_scale"] = record["history"]["lr_scale"][-1]
         runs.append(record)
-    config = _common.config_of(args, num_train=num_train)
+    config = arguments.config_of(args, num_train=num_train)
     result = {"experiment": "cnn", "config": config, "runs": runs}
     by_name = {r["technique"]: r for r in runs}
     _, augmentation = _augmenter(args.dataset, height)
@@ -169,21 +169,21 @@ def run(args: argparse.Namespace) -> int:
             f"plain network; its learning rate ended at x{full_run.get('final_lr_scale', 1.0):g} of the initial one.")
     else:
         comparison = "Run the `plain` and `full recipe` variants together to compare them."
-    report = "\n\n".join([
+    body = "\n\n".join([
         f"RegularizedCNN (conv {features[0]}, conv {features[1]}, 2x2 max-pool, dense {args.dense_size}) on "
         f"`{args.dataset}` ({num_train} training examples), batch {args.batch_size}, up to {args.epochs} epochs, "
         f"seed {args.seed}. Full recipe: clip {args.clip_norm:g}, AdamW (lr {args.learning_rate:g}, decay "
         f"{args.weight_decay:g}), L2 {args.l2:g}, reduce-on-plateau (x0.5 after {args.plateau_patience} epochs), "
         f"{augmentation}, early stopping (patience {args.patience}, best weights restored).",
-        _common.format_table(runs, _COLUMNS),
+        report.format_table(runs, _COLUMNS),
         comparison,
         "![curves](curves.png)",
         f"Reproduce: `jaxreg experiment cnn --dataset {args.dataset} --epochs {args.epochs} --seed {args.seed}`",
     ])
-    figures = {"curves.png": _common.plot_curves(runs, metrics=("accuracy", "loss"), mark_best=True,
+    figures = {"curves.png": plots.plot_curves(runs, metrics=("accuracy", "loss"), mark_best=True,
                                                  title=f"CNN on {args.dataset}")}
-    _common.write_outputs(args.out, result, title="A regularized CNN", report=report, figures=figures)
-    print(_common.format_table(runs, _COLUMNS))
+    report.write_outputs(args.out, result, title="A regularized CNN", report=body, figures=figures)
+    print(report.format_table(runs, _COLUMNS))
     return 0
 
 

@@ -61,26 +61,21 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 import optax
 
-from jaxreg import augment as _augment
-from jaxreg.experiments import data as _data
-from jaxreg import parallel as _parallel
+from jaxreg import parallel
+from jaxreg.augment import random_crop
 from jaxreg.early_stopping import EarlyStopping
-from jaxreg.experiments import Experiment, UsageError, add_common_arguments, check_common_arguments, register
+from jaxreg.experiments import Experiment, UsageError, arguments, plots, programs, register, report, runner
+from jaxreg.experiments import data as _data
 from jaxreg.experiments import models as _models
-from jaxreg.metrics import sparsity
 from jaxreg.penalties import elastic_net, l1, l2
 from jaxreg.select import kernel_mask
-from jaxreg.flax.linen import linen_apply
-from jaxreg.loop import fit
-from jaxreg.train import create_train_state, make_eval_step, make_train_step
+from jaxreg.train import Penalty
 from jaxreg.transforms import max_norm, proximal_l1, weight_decay
 
 __all__ = [
@@ -137,13 +132,6 @@ DEFAULT_HIDDEN_SIZES = (256, 256)
 DEFAULT_OUT = "runs/compare"
 OPTIMIZERS = ("sgd", "adam")
 
-# fold_in data of the augmentation stream (b"aug "), distinct from the dropout stream the model draws.
-_AUGMENT_STREAM = 0x61756720
-# fold_in data of the label-noise draw (numpy seed sequence [seed, this]).
-_LABEL_NOISE_STREAM = 0x6E6F6973
-# A weight counts as "near zero" below this magnitude (what L1 does under SGD, which makes few exact zeros).
-_NEAR_ZERO = 1e-3
-_HISTOGRAM_BINS = 60
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,42 +311,6 @@ class CompareConfig:
         return out
 
 
-class _Data:
-    """The three splits on the devices (train labels with the label noise), the clean train labels, metadata."""
-
-    def __init__(self, config: CompareConfig, mesh: Any):
-        self.info = _data.info(config.dataset, data_dir=config.data_dir)
-        splits = {split: _data.load(config.dataset, split=split, seed=config.seed, data_dir=config.data_dir)
-                  for split in _data.SPLITS}
-        x, y_clean = splits["train"]
-        y = _noisy_labels(y_clean, config.label_noise, self.info.num_classes, config.seed)
-        place = functools.partial(_place, mesh)
-        self.train = place((x, y))
-        self.train_clean = place((x, y_clean))
-        self.validation = place(splits["validation"])
-        self.test = place(splits["test"])
-        self.num_train = int(x.shape[0])
-
-
-def _noisy_labels(labels: np.ndarray, fraction: float, num_classes: int, seed: int) -> np.ndarray:
-    """Replace exactly ``round(fraction * n)`` labels, chosen at random, by a uniformly drawn other class."""
-    count = int(round(fraction * labels.shape[0]))
-    if count == 0:
-        return labels
-    rng = np.random.default_rng([seed, _LABEL_NOISE_STREAM])
-    idx = rng.choice(labels.shape[0], size=count, replace=False)
-    noisy = np.array(labels, copy=True)
-    noisy[idx] = (labels[idx] + rng.integers(1, num_classes, size=count)) % num_classes
-    return noisy.astype(labels.dtype)
-
-
-def _place(mesh: Any, arrays: tuple) -> tuple:
-    # Split the examples over the devices when they divide the split size; else replicate (still correct).
-    if all(a.shape[0] % mesh.size == 0 for a in arrays):
-        return tuple(_parallel.shard_batch(mesh, arrays))
-    return tuple(_parallel.replicate(mesh, arrays))
-
-
 def _check_combination(label: str, recipe: Recipe, config: CompareConfig, info: _data.DatasetInfo) -> None:
     if recipe.spatial_dropout and config.model == "mlp":
         raise UsageError(f"technique {label!r}: spatial_dropout needs feature maps; use --model cnn or transformer")
@@ -434,123 +386,35 @@ def _optimizer(recipe: Recipe, optimizer: str, learning_rate: float) -> optax.Gr
     return optax.chain(*parts)
 
 
-def _penalties(recipe: Recipe) -> list[tuple[Callable, float, Any]]:
+def _penalties(recipe: Recipe) -> list[Penalty]:
     out = []
     if recipe.l1:
-        out.append((l1, recipe.l1, kernel_mask))
+        out.append(Penalty(l1, recipe.l1, kernel_mask))
     if recipe.l2:
-        out.append((l2, recipe.l2, kernel_mask))
+        out.append(Penalty(l2, recipe.l2, kernel_mask))
     if recipe.elastic_net:
-        out.append((functools.partial(elastic_net, alpha=recipe.elastic_net, l1_ratio=0.5), 1.0, kernel_mask))
+        out.append(Penalty(functools.partial(elastic_net, alpha=recipe.elastic_net, l1_ratio=0.5), 1.0, kernel_mask))
     return out
 
 
 def _shift_images(key: jax.Array, x: jax.Array) -> jax.Array:
-    return _augment.random_crop(key, x, padding=1)
+    return random_crop(key, x, padding=1)
 
 
-def _with_augmentation(apply_fn: Callable, augment_fn: Callable) -> Callable:
-    def apply_augmented(params, model_state, x, *, key, training):
-        if training and key is not None:
-            x = augment_fn(jax.random.fold_in(key, _AUGMENT_STREAM), x)
-        return apply_fn(params, model_state, x, key=key, training=training)
-
-    return apply_augmented
-
-
-class _Program:
-    """A technique's model init, optimizer and compiled train/eval steps; built once, cached."""
-
-    def __init__(self, recipe: Recipe, model: str, optimizer: str, learning_rate: float,
-                 hidden_sizes: tuple[int, ...], info: _data.DatasetInfo):
-        config = CompareConfig(model=model, hidden_sizes=hidden_sizes)
-        module = _models.build_model(model, num_outputs=info.num_outputs, input_dtype=info.input_dtype,
-                                     vocab_size=info.vocab_size, **_model_options(recipe, config))
-        apply_fn = linen_apply(module)
-        if recipe.augment:
-            apply_fn = _with_augmentation(apply_fn, _shift_images)
-        loss_fn = optax.softmax_cross_entropy_with_integer_labels
-        # Eager init on purpose: its per-op compilations are cached by shape and shared by every technique
-        # with the same layer shapes; a jitted init would recompile the slow-to-compile initializers each time.
-        self.init = functools.partial(module.init, train=False)
-        self.optimizer = _optimizer(recipe, optimizer, learning_rate)
-        self.train_step = make_train_step(apply_fn, loss_fn, self.optimizer, penalties=_penalties(recipe))
-        self.eval_step = make_eval_step(apply_fn, loss_fn)
-
-
-@functools.lru_cache(maxsize=64)
+@programs.cached
 def _cached_program(recipe: Recipe, model: str, optimizer: str, learning_rate: float,
-                    hidden_sizes: tuple[int, ...], info: _data.DatasetInfo) -> _Program:
-    return _Program(recipe, model, optimizer, learning_rate, hidden_sizes, info)
+                    hidden_sizes: tuple[int, ...], info: _data.DatasetInfo) -> programs.Program:
+    config = CompareConfig(model=model, hidden_sizes=hidden_sizes)
+    module = _models.build_model(model, num_outputs=info.num_outputs, input_dtype=info.input_dtype,
+                                 vocab_size=info.vocab_size, **_model_options(recipe, config))
+    return programs.build_program(module, _optimizer(recipe, optimizer, learning_rate), penalties=_penalties(recipe),
+                                  augment_fn=_shift_images if recipe.augment else None)
 
 
-def _program(recipe: Recipe, model: str, optimizer: str, learning_rate: float, hidden_sizes: tuple[int, ...],
-             info: _data.DatasetInfo) -> _Program:
+def _program(recipe: Recipe, config: CompareConfig, info: _data.DatasetInfo) -> programs.Program:
     # Early stopping acts between epochs, not in the step: "none" and "early_stopping" share one compilation.
-    return _cached_program(dataclasses.replace(recipe, early_stopping=0), model, optimizer, learning_rate,
-                           hidden_sizes, info)
-
-
-def _histogram(values: np.ndarray) -> dict[str, list]:
-    bound = float(np.max(np.abs(values))) if values.size else 0.0
-    bound = bound if bound > 0 else 1.0
-    counts, edges = np.histogram(values, bins=_HISTOGRAM_BINS, range=(-bound, bound))
-    return {"edges": edges.tolist(), "counts": counts.tolist()}
-
-
-def _train_one(label: str, recipe: Recipe, config: CompareConfig, data: _Data, mesh: Any, *, progress: bool,
-               checkpoint_dir: Path | None) -> dict[str, Any]:
-    program = _program(recipe, config.model, config.optimizer, config.resolved_learning_rate,
-                       tuple(config.hidden_sizes), data.info)
-    root = jax.random.key(config.seed)
-    # The same initialization key for every technique: equal architectures start from equal parameters.
-    variables = program.init(jax.random.fold_in(root, 0), np.asarray(data.train[0][:1]))
-    params = variables["params"]
-    model_state = {k: v for k, v in variables.items() if k != "params"}
-    state = create_train_state(params, program.optimizer, jax.random.fold_in(root, 1), model_state=model_state)
-    state = _parallel.replicate(mesh, state)
-    stopper = EarlyStopping(recipe.early_stopping) if recipe.early_stopping else None
-    fit_kwargs = dict(epochs=config.epochs, batch_size=config.batch_size, val_data=data.validation,
-                      eval_step=program.eval_step, early_stopping=stopper, eval_train=True, progress=progress)
-    if checkpoint_dir is None:
-        state, history = fit(state, program.train_step, data.train, **fit_kwargs)
-    else:
-        from jaxreg import checkpoint
-
-        state, history = checkpoint.resumable_fit(state, program.train_step, data.train,
-                                                  directory=checkpoint_dir, **fit_kwargs)
-
-    final = jax.device_get({split: program.eval_step(state, *getattr(data, split), None)
-                            for split in ("train", "train_clean", "validation", "test")})
-    params = jax.device_get(state.params)
-    kernels = [np.ravel(leaf) for leaf, keep in zip(jax.tree.leaves(params), jax.tree.leaves(kernel_mask(params)))
-               if keep]
-    flat = np.concatenate(kernels) if kernels else np.zeros(0, np.float32)
-    train_acc, test_acc = float(final["train"]["accuracy"]), float(final["test"]["accuracy"])
-    record = {
-        "technique": label,
-        "recipe": recipe.settings(),
-        "train_accuracy": train_acc,
-        "val_accuracy": float(final["validation"]["accuracy"]),
-        "test_accuracy": test_acc,
-        "train_loss": float(final["train"]["loss"]),
-        "val_loss": float(final["validation"]["loss"]),
-        "test_loss": float(final["test"]["loss"]),
-        "generalization_gap": train_acc - test_acc,
-        "epochs_run": len(history["epoch"]),
-        "sparsity": float(sparsity(params, mask=kernel_mask)),
-        "near_zero_fraction": float(np.mean(np.abs(flat) < _NEAR_ZERO)) if flat.size else 0.0,
-        "kernel_l2_norm": float(np.sqrt(np.sum(np.square(flat, dtype=np.float64)))),
-        "num_params": int(sum(np.size(leaf) for leaf in jax.tree.leaves(params))),
-        "skipped_steps": int(state.skipped),
-        "weight_histogram": _histogram(flat),
-        "history": history,
-    }
-    if config.label_noise:
-        record["train_clean_accuracy"] = float(final["train_clean"]["accuracy"])
-    if stopper is not None:
-        record["best_epoch"] = int(state.stopper.best_step)
-    return record
+    return _cached_program(dataclasses.replace(recipe, early_stopping=0), config.model, config.optimizer,
+                           config.resolved_learning_rate, tuple(config.hidden_sizes), info)
 
 
 def _slug(index: int, label: str) -> str:
@@ -559,8 +423,6 @@ def _slug(index: int, label: str) -> str:
 
 def _prepare_checkpoint_dir(directory: str, config: CompareConfig) -> Path:
     """Create the directory and pin the run's arguments there: resuming with other arguments is refused."""
-    from jaxreg.experiments import report
-
     path = Path(directory)
     pinned = {k: v for k, v in config.to_json().items() if k != "epochs"}  # more epochs = continue training
     marker = path / "compare_config.json"
@@ -611,37 +473,30 @@ def run_compare(
       >>> run["technique"], run["epochs_run"], 0.0 < run["test_accuracy"] <= 1.0
       ('none', 1, True)
     """
-    techniques, _ = _check_config(config)
-    mesh = _parallel.data_mesh()
-    data = _Data(config, mesh)
-    if config.batch_size > data.num_train:
-        raise UsageError(f"--batch-size must be <= the {data.num_train} training examples, got {config.batch_size}")
+    techniques, info = _check_config(config)
+    mesh = parallel.data_mesh()
+    splits = runner.load_splits(config.dataset, seed=config.seed, data_dir=config.data_dir, batch_size=config.batch_size,
+                              label_noise=config.label_noise, mesh=mesh)
     root = None if checkpoint_dir is None else _prepare_checkpoint_dir(checkpoint_dir, config)
-    runs = []
+    records = []
     for index, (label, recipe) in enumerate(techniques):
         if progress and sys.stderr.isatty():
             print(f"[{index + 1}/{len(techniques)}] {label}", file=sys.stderr)
         start = time.perf_counter()
         directory = None if root is None else root / _slug(index, label)
-        runs.append(_train_one(label, recipe, config, data, mesh, progress=progress, checkpoint_dir=directory))
+        stopper = EarlyStopping(recipe.early_stopping) if recipe.early_stopping else None
+        records.append(runner.train_run(
+            label, _program(recipe, config, info), splits, seed=config.seed, epochs=config.epochs,
+            batch_size=config.batch_size, early_stopping=stopper, progress=progress, settings=recipe.settings(),
+            mesh=mesh, checkpoint_dir=directory))
         if timings is not None:
             timings[label] = time.perf_counter() - start
-    return {"config": config.to_json(), "runs": runs}
+    return {"config": config.to_json(), "runs": records}
 
 
 # ----------------------------------------------------------------------------------------------------------
 # The command
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value:g}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -656,7 +511,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       >>> args.techniques, args.epochs, args.model, args.label_noise
       ('none,l2', 3, 'mlp', 0.2)
     """
-    add_common_arguments(parser, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, out=DEFAULT_OUT)
+    arguments.add_common_arguments(parser, epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE, out=DEFAULT_OUT)
     parser.add_argument("--model", default="mlp", help=f"architecture: {', '.join(_models.MODELS)} (default: mlp)")
     parser.add_argument(
         "--techniques", default=",".join(DEFAULT_TECHNIQUES),
@@ -666,7 +521,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", default="sgd", help="sgd (momentum 0.9) or adam (default: sgd)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="learning rate (default: 0.05 for sgd, 0.001 for adam)")
-    parser.add_argument("--label-noise", type=_fraction, default=DEFAULT_LABEL_NOISE,
+    parser.add_argument("--label-noise", type=arguments.fraction, default=DEFAULT_LABEL_NOISE,
                         help="fraction of training labels replaced by a random other class, so that an "
                              f"unregularized model visibly memorizes (default: {DEFAULT_LABEL_NOISE}; 0 for clean)")
 
@@ -685,7 +540,7 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
       >>> config_from_args(parser.parse_args(["--techniques", "none, l2"])).techniques
       ('none', 'l2')
     """
-    check_common_arguments(args)
+    arguments.check_common_arguments(args)
     config = CompareConfig(
         dataset=args.dataset, model=args.model,
         techniques=tuple(label for label, _ in parse_techniques(args.techniques)),
@@ -720,16 +575,19 @@ def run(args: argparse.Namespace) -> int:
     Returns:
       0 (errors are raised: :class:`UsageError`, :class:`jaxreg.experiments.data.DatasetUnavailableError`).
     """
-    from jaxreg.experiments import report
-
     config = config_from_args(args)
     per_technique: dict[str, float] = {}
     start = time.perf_counter()
     result = run_compare(config, progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
                          timings=per_technique)
     train_seconds = time.perf_counter() - start
-    notes = _notes(config)
-    written = report.write_all(args.out, result, title="Regularization comparison", notes=notes)
+    out = Path(args.out)
+    figures = plots.comparison_figures(result["runs"], out)
+    body = [*_notes(config), report.format_table(result["runs"]), "## Configuration",
+            report.config_markdown(result["config"]), "## Figures"]
+    body += [f"### {name.replace('_', ' ')}\n\n![{name}]({path.name})" for name, path in figures.items()]
+    written = [*figures.values(), *report.write_outputs(out, result, title="Regularization comparison",
+                                                        report="\n\n".join(body))]
     timing = {"train_seconds": train_seconds, "total_seconds": time.perf_counter() - start,
               "per_technique_seconds": per_technique, "devices": [str(d) for d in jax.devices()]}
     report.write_json(Path(args.out) / "timing.json", timing)

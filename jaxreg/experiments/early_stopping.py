@@ -24,12 +24,23 @@ import argparse
 import jax
 
 from jaxreg.early_stopping import EarlyStopping
-from jaxreg.experiments import Experiment, UsageError, _common, register
+from jaxreg.experiments import (
+    Experiment,
+    UsageError,
+    arguments,
+    keys,
+    plots,
+    programs,
+    records,
+    register,
+    report,
+    runner,
+)
 from jaxreg.train import create_train_state
 
 __all__ = ["add_arguments", "run", "EXPERIMENT"]
 
-_COLUMNS = _common.columns(
+_COLUMNS = report.columns(
     ("run", "technique", ""), ("epochs run", "epochs_run", ""), ("best epoch", "best_epoch", ""),
     ("train acc", "train_accuracy", ".4f"), ("val loss", "val_loss", ".4f"), ("test loss", "test_loss", ".4f"),
     ("test acc", "test_accuracy", ".4f"), ("gap", "generalization_gap", "+.4f"),
@@ -50,7 +61,7 @@ import jax
       >>> args.epochs, args.patience, args.min_delta
       (100, 10, 0.0)
     """
-    _common.add_story_arguments(parser, epochs=100, out="runs/early_stopping")
+    arguments.add_story_arguments(parser, epochs=100, out="runs/early_stopping")
     parser.add_argument("--hidden-sizes", default="512,512", help="MLP hidden widths (default: 512,512)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     parser.add_argument("--patience", type=int, default=10,
@@ -61,14 +72,14 @@ import jax
 
 def run(args: argparse.Namespace) -> int:
     """Train the fixed-epoch and the two early-stopped runs, print the table, write results and figure."""
-    info = _common.check_story_arguments(args)
-    hidden_sizes = _common.parse_sizes("--hidden-sizes", args.hidden_sizes)
+    info = arguments.check_story_arguments(args)
+    hidden_sizes = arguments.parse_sizes("--hidden-sizes", args.hidden_sizes)
     if args.patience < 0:
         raise UsageError(f"--patience must be >= 0, got {args.patience}")
-    _common.check_number("--min-delta", args.min_delta)
-    splits = _common.load_splits(args.dataset, seed=args.seed, data_dir=args.data_dir, train_size=args.train_size,
+    arguments.check_number("--min-delta", args.min_delta)
+    splits = runner.load_splits(args.dataset, seed=args.seed, data_dir=args.data_dir, train_size=args.train_size,
                                  eval_size=args.eval_size, batch_size=args.batch_size)
-    program = _common.mlp_program(info.num_outputs, info.vocab_size, hidden_sizes, learning_rate=args.learning_rate)
+    program = programs.mlp_program(info.num_outputs, info.vocab_size, hidden_sizes, learning_rate=args.learning_rate)
     settings = {"patience": args.patience, "min_delta": args.min_delta, "restore_best": True}
     stoppers = {
         # A stopper that cannot trigger (its patience outlasts the run) does not change training; it gives the
@@ -76,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         "fixed": EarlyStopping(args.epochs, restore_best=True),
         "early stop + restore": EarlyStopping(args.patience, min_delta=args.min_delta, restore_best=True),
     }
-    records, last_weights = {}, {}
+    run_of, last_weights = {}, {}
     for label, stopper in stoppers.items():
         last_epoch: dict = {}
 
@@ -85,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
             last_epoch.update(jax.tree.map(lambda a: a.copy(), {"params": state.params,
                                                                  "model_state": state.model_state}))
 
-        _common.log(args, f"early_stopping: training {label!r} (up to {args.epochs} epochs)")
-        records[label] = _common.train_run(label, program, splits, seed=args.seed, epochs=args.epochs,
+        report.log(args, f"early_stopping: training {label!r} (up to {args.epochs} epochs)")
+        run_of[label] = runner.train_run(label, program, splits, seed=args.seed, epochs=args.epochs,
                                            batch_size=args.batch_size, early_stopping=stopper,
                                            progress=not args.quiet, settings=settings if label != "fixed" else {},
                                            on_epoch_end=keep_last_weights)
@@ -94,16 +105,16 @@ def run(args: argparse.Namespace) -> int:
 
     def last_weights_record(label: str, source: str, **kwargs) -> dict:
         # The weights of the last epoch trained, evaluated (what a run without restore_best ends with).
-        state = create_train_state(last_weights[source]["params"], program.optimizer, _common.train_key(args.seed),
+        state = create_train_state(last_weights[source]["params"], program.optimizer, keys.train_key(args.seed),
                                    model_state=last_weights[source]["model_state"])
         state = state.replace(stopper=stoppers[source].init({"params": state.params,
                                                              "model_state": state.model_state}))
-        run = records[source]
-        return _common.run_record(label, program.task, _common.final_metrics(program.eval_step, state, splits),
+        run = run_of[source]
+        return records.run_record(label, program.task, runner.final_metrics(program.eval_step, state, splits),
                                   state.params, run["history"], skipped=run["skipped_steps"], **kwargs)
 
     fixed = last_weights_record("fixed", "fixed")
-    restored = records["early stop + restore"]
+    restored = run_of["early stop + restore"]
     # The same stop without restore_best keeps the weights of the last epoch trained (Keras' default).
     last = last_weights_record("early stop, last weights", "early stop + restore",
                                settings=dict(settings, restore_best=False), best_epoch=restored["best_epoch"])
@@ -112,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         record["epochs_saved"] = args.epochs - record["epochs_run"]
     val_losses = [v if v is not None else float("inf") for v in fixed["history"]["val_loss"]]
     hindsight = min(range(len(val_losses)), key=val_losses.__getitem__)
-    config = _common.config_of(args, hidden_sizes=list(hidden_sizes), num_train=int(splits.train[1].shape[0]))
+    config = arguments.config_of(args, hidden_sizes=list(hidden_sizes), num_train=int(splits.train[1].shape[0]))
     result = {"experiment": "early_stopping", "config": config, "runs": runs,
               "fixed_run_best_val_epoch": hindsight}
     stopped = restored["epochs_run"] < args.epochs
@@ -125,11 +136,11 @@ def run(args: argparse.Namespace) -> int:
         f"Early stopping never triggered within {args.epochs} epochs (patience {args.patience}): the validation "
         "loss was still improving; all three runs are the same."
     )
-    report = "\n\n".join([
+    body = "\n\n".join([
         f"MLP {'-'.join(map(str, hidden_sizes))} on `{args.dataset}` ({config['num_train']} training examples), "
         f"Adam {args.learning_rate:g}, batch {args.batch_size}, up to {args.epochs} epochs, seed {args.seed}; "
         f"monitor: validation loss, patience {args.patience}, min delta {args.min_delta:g}.",
-        _common.format_table(runs, _COLUMNS),
+        report.format_table(runs, _COLUMNS),
         summary,
         f"In hindsight the fixed run's validation loss was lowest at epoch {hindsight + 1}. Epochs are counted from 1 "
         "here and in the figure (`best_epoch` in results.json counts from 0).",
@@ -138,20 +149,20 @@ def run(args: argparse.Namespace) -> int:
         f"--patience {args.patience} --seed {args.seed}`",
     ])
     figures = {"early_stopping.png": _plot(fixed, restored)}
-    _common.write_outputs(args.out, result, title="Early stopping", report=report, figures=figures)
-    print(_common.format_table(runs, _COLUMNS))
+    report.write_outputs(args.out, result, title="Early stopping", report=body, figures=figures)
+    print(report.format_table(runs, _COLUMNS))
     return 0
 
 
 def _plot(fixed: dict, stopped: dict):
-    figure, (ax_loss, ax_acc) = _common.new_figure(2, width=4.2, height=3.1)
+    figure, (ax_loss, ax_acc) = plots.new_figure(2, width=4.2, height=3.1)
     history = fixed["history"]
     epochs = [e + 1 for e in history["epoch"]]
     train_key = "train_eval_loss" if "train_eval_loss" in history else "train_loss"
-    ax_loss.plot(epochs, _common.as_floats(history[train_key]), "--", color="C0", label="train loss")
-    ax_loss.plot(epochs, _common.as_floats(history["val_loss"]), color="C1", label="validation loss")
+    ax_loss.plot(epochs, plots.as_floats(history[train_key]), "--", color="C0", label="train loss")
+    ax_loss.plot(epochs, plots.as_floats(history["val_loss"]), color="C1", label="validation loss")
     ax_loss.set_yscale("log")
-    ax_acc.plot(epochs, _common.as_floats(history["val_accuracy"]), color="C1", label="validation accuracy")
+    ax_acc.plot(epochs, plots.as_floats(history["val_accuracy"]), color="C1", label="validation accuracy")
     for ax in (ax_loss, ax_acc):
         ax.axvline(stopped["best_epoch"] + 1, color="C2", linestyle=":", label="best epoch (restored)")
         if stopped["epochs_run"] < len(epochs):

@@ -35,8 +35,9 @@ import numpy as np
 
 from jaxreg._validate import check_choice, check_in_range, check_positive_int
 from jaxreg.flax import linen as jrl
+from jaxreg import noise
 
-__all__ = ["MODELS", "MLP", "RegularizedCNN", "TransformerClassifier", "build_model", "sinusoidal_positions"]
+__all__ = ["MODELS", "MLP", "SweepMLP", "RegularizedCNN", "TransformerClassifier", "build_model", "sinusoidal_positions"]
 
 MODELS = ("mlp", "cnn", "transformer")
 _DROPOUT_KINDS = ("dropout", "gaussian")
@@ -352,3 +353,56 @@ def build_model(name: str, *, num_outputs: int, input_dtype: str = "float32", vo
             raise ValueError("model 'cnn' needs image inputs; use 'mlp' or 'transformer' for token sequences.")
         return RegularizedCNN(num_outputs=num_outputs, **options)
     return TransformerClassifier(num_outputs=num_outputs, vocab_size=vocab_size if tokens else None, **options)
+
+
+class SweepMLP(nn.Module):
+    """An MLP whose regularizers are call arguments, so that they can be traced (swept under ``jax.vmap``).
+
+    ``[inputs -> jr.dropout(input_rate)] -> [Dense -> (BatchNorm if bn) -> ReLU -> jr.dropout(rate)] * len(
+    hidden_sizes) -> Dense``. The models of :mod:`jaxreg.experiments.models` take their rates as static
+    attributes (a rate of 0 removes the layer from the program); training many rates as one ``jax.vmap``-ped
+    program needs them as arrays instead. With ``batch_norm=True`` every hidden layer holds a
+    :class:`jaxreg.flax.linen.BatchNorm` (momentum 0.9, as the models' MLP) whose output is used where the
+    model-state variable ``switches/batch_norm`` (a bool scalar, True after ``init``) is true (a
+    ``jnp.where``), so members with and without batch norm share one structure, and evaluation reads each
+    member's switch from its state.
+
+    Attributes:
+      num_outputs: number of classes (or regression targets).
+      hidden_sizes: hidden widths.
+      batch_norm: whether the batch-norm layers (and their ``switches/batch_norm`` variable) exist.
+
+    Shapes: ``x`` ``(batch, ...)`` is flattened; returns ``(batch, num_outputs)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.experiments.models import SweepMLP
+      >>> model = SweepMLP(num_outputs=3, hidden_sizes=(8,))
+      >>> variables = model.init(jax.random.key(0), jnp.ones((2, 4)), train=False)
+      >>> out = jax.vmap(lambda r: model.apply(variables, jnp.ones((2, 4)), train=True, rate=r,
+      ...                                      rngs={"dropout": jax.random.key(1)}))(jnp.array([0.0, 0.5]))
+      >>> out.shape
+      (2, 2, 3)
+    """
+
+    num_outputs: int
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    batch_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool, rate: Any = 0.0, input_rate: Any = 0.0) -> jax.Array:
+        """Outputs ``(batch, num_outputs)``; the rates (floats or traced scalars) apply when ``train``."""
+        x = jnp.reshape(x, (x.shape[0], -1))
+        use_bn = None
+        if self.batch_norm:
+            use_bn = self.variable("switches", "batch_norm", lambda: jnp.ones((), bool)).value
+        if train:
+            x = noise.dropout(self.make_rng("dropout"), x, jnp.asarray(input_rate, x.dtype))
+        for size in self.hidden_sizes:
+            h = nn.Dense(size)(x)
+            if self.batch_norm:
+                h = jnp.where(use_bn, jrl.BatchNorm(momentum=0.9)(h, use_running_average=not train), h)
+            x = nn.relu(h)
+            if train:
+                x = noise.dropout(self.make_rng("dropout"), x, jnp.asarray(rate, x.dtype))
+        return nn.Dense(self.num_outputs)(x)

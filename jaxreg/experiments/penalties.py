@@ -32,15 +32,14 @@ import argparse
 import jax
 import numpy as np
 
-from jaxreg.experiments import plots
-from jaxreg.experiments import Experiment, _common, register
+from jaxreg.experiments import Experiment, arguments, plots, programs, records, register, report, runner
 
 __all__ = ["TECHNIQUES", "THRESHOLDS", "add_arguments", "run", "EXPERIMENT"]
 
 TECHNIQUES = ("none", "l1", "l2", "elastic_net", "proximal_l1")
 THRESHOLDS = (0.0, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
-_COLUMNS = _common.columns(
+_COLUMNS = report.columns(
     ("penalty", "technique", ""), ("strength", "strength", ".0e"), ("test acc", "test_accuracy", ".4f"),
     ("gap", "generalization_gap", "+.4f"), ("|W|_1", "kernel_l1_norm", ".1f"), ("|W|_2", "kernel_l2_norm", ".2f"),
     ("exact zeros", "sparsity", ".4f"), ("|w|<1e-3", "near_zero_fraction", ".4f"),
@@ -59,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       >>> args.l1, args.proximal_l1, args.epochs
       (0.0001, 0.1, 40)
     """
-    _common.add_story_arguments(parser, epochs=40, out="runs/penalties")
+    arguments.add_story_arguments(parser, epochs=40, out="runs/penalties")
     parser.add_argument("--hidden-sizes", default="256,256", help="MLP hidden widths (default: 256,256)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     parser.add_argument("--l1", type=float, default=3e-5, help="L1 coefficient (default: 3e-5)")
@@ -71,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _weight_statistics(params) -> dict:
-    flat = np.abs(_common.kernel_values(params)).astype(np.float64)
+    flat = np.abs(records.kernel_values(params)).astype(np.float64)
     return {
         "exact_zeros": int(np.sum(flat == 0.0)),
         "num_kernel_weights": int(flat.size),
@@ -83,33 +82,33 @@ def _weight_statistics(params) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Train one MLP per penalty (one vmapped program), print the table, write results, report and figures."""
-    info = _common.check_story_arguments(args, float_inputs=True)
-    hidden_sizes = _common.parse_sizes("--hidden-sizes", args.hidden_sizes)
+    info = arguments.check_story_arguments(args, float_inputs=True)
+    hidden_sizes = arguments.parse_sizes("--hidden-sizes", args.hidden_sizes)
     strengths = {"none": 0.0}
     for technique, option in (("l1", "--l1"), ("l2", "--l2"), ("elastic_net", "--elastic-net"),
                               ("proximal_l1", "--proximal-l1")):
-        strengths[technique] = _common.check_number(option, getattr(args, technique), low_inclusive=False)
-    splits = _common.load_splits(args.dataset, seed=args.seed, data_dir=args.data_dir, train_size=args.train_size,
+        strengths[technique] = arguments.check_number(option, getattr(args, technique), low_inclusive=False)
+    splits = runner.load_splits(args.dataset, seed=args.seed, data_dir=args.data_dir, train_size=args.train_size,
                                  eval_size=args.eval_size, batch_size=args.batch_size)
     members = [{} if t == "none" else {t: strengths[t]} for t in TECHNIQUES]
-    program = _common.sweep_program(info.num_outputs, hidden_sizes, learning_rate=args.learning_rate)
-    _common.log(args, f"penalties: training {', '.join(TECHNIQUES)} as one vmapped program ({args.epochs} epochs)")
-    states, histories = _common.train_members(program, splits, members, seeds=[args.seed] * len(TECHNIQUES),
+    program = programs.sweep_program(info.num_outputs, hidden_sizes, learning_rate=args.learning_rate)
+    report.log(args, f"penalties: training {', '.join(TECHNIQUES)} as one vmapped program ({args.epochs} epochs)")
+    states, histories = runner.train_members(program, splits, members, seeds=[args.seed] * len(TECHNIQUES),
                                               epochs=args.epochs, batch_size=args.batch_size)
-    runs = _common.member_records(program, states, histories, splits, TECHNIQUES, members)
+    runs = runner.member_records(program, states, histories, splits, TECHNIQUES, members)
     params = jax.device_get(states.params)
     for i, record in enumerate(runs):
         record.update(_weight_statistics(jax.tree.map(lambda a, i=i: a[i], params)))
         record["strength"] = strengths[record["technique"]]
-    config = _common.config_of(args, hidden_sizes=list(hidden_sizes), num_train=int(splits.train[1].shape[0]))
+    config = arguments.config_of(args, hidden_sizes=list(hidden_sizes), num_train=int(splits.train[1].shape[0]))
     result = {"experiment": "penalties", "config": config, "runs": runs}
     by_name = {r["technique"]: r for r in runs}
     l1_run, prox = by_name["l1"], by_name["proximal_l1"]
-    report = "\n\n".join([
+    body = "\n\n".join([
         f"MLP {'-'.join(map(str, hidden_sizes))} on `{args.dataset}` ({config['num_train']} training examples), "
         f"Adam {args.learning_rate:g}, batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}; penalties on "
         "the kernels only.",
-        _common.format_table(runs, _COLUMNS),
+        report.format_table(runs, _COLUMNS),
         f"Exact zeros: L1 by subgradient {l1_run['exact_zeros']} of {l1_run['num_kernel_weights']} kernel weights "
         f"({l1_run['near_zero_fraction']:.1%} are below 1e-3 in magnitude, none exactly 0); proximal L1 "
         f"{prox['exact_zeros']} ({prox['sparsity']:.1%}). A subgradient step moves a weight by "
@@ -120,14 +119,14 @@ def run(args: argparse.Namespace) -> int:
     ])
     figures = {"sparsity.png": _plot_fractions(runs),
                "weights.png": plots.weight_distributions(runs, columns=len(runs))}
-    _common.write_outputs(args.out, result, title="L1, L2, elastic net and proximal L1", report=report,
+    report.write_outputs(args.out, result, title="L1, L2, elastic net and proximal L1", report=body,
                           figures=figures)
-    print(_common.format_table(runs, _COLUMNS))
+    print(report.format_table(runs, _COLUMNS))
     return 0
 
 
 def _plot_fractions(runs: list[dict]):
-    figure, (ax,) = _common.new_figure(width=5.0, height=3.4)
+    figure, (ax,) = plots.new_figure(width=5.0, height=3.4)
     positive = [t for t in THRESHOLDS if t > 0]
     zero_at = positive[0] / 10  # where t = 0 (exact zeros) is drawn on the log axis
     xs = [zero_at if t == 0 else t for t in THRESHOLDS]

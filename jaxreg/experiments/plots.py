@@ -1,4 +1,4 @@
-"""Matplotlib figures of regularization experiments (floor 4; ``jr.plots``, loaded on first use).
+"""Matplotlib figures of regularization experiments (the lab; ``jr.plots``, loaded on first use).
 
 Every function takes **run records**, the dicts that ``jaxreg compare`` writes to ``results.json`` (and that
 any script can build from :func:`jaxreg.fit`): ``{"technique": label, "history": history, ...}`` where
@@ -44,6 +44,9 @@ __all__ = [
     "overfitting_scores",
     "save",
     "comparison_figures",
+    "new_figure",
+    "plot_curves",
+    "as_floats",
 ]
 
 Run = Mapping[str, Any]
@@ -402,3 +405,53 @@ def comparison_figures(runs: Sequence[Run], out_dir: str | os.PathLike, *, dpi: 
     if any("overfitting_score" in h for h in histories):
         figures["overfitting_score"] = overfitting_scores([r for r in runs if "history" in r])
     return {name: save(fig, out / f"{name}.png", dpi=dpi) for name, fig in figures.items()}
+
+
+def new_figure(ncols: int = 1, *, width: float = 4.2, height: float = 3.0, dpi: int = 90) -> tuple[Any, list]:
+    """A matplotlib ``Figure`` with ``ncols`` side-by-side axes (Agg canvas, no pyplot)."""
+    figure = Figure(figsize=(width * ncols, height), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, ncols, squeeze=False)[0]
+    return figure, list(axes)
+
+
+def plot_curves(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str] = ("accuracy",), title: str = "",
+                mark_best: bool = False) -> Any:
+    """Train (dashed, evaluation mode) and validation (solid) curves per epoch for each run, one panel per metric.
+
+    Args:
+      runs: run records (their ``history``).
+      metrics: ``"accuracy"`` and/or ``"loss"`` (a loss is drawn on a log scale).
+      title: the figure's title.
+      mark_best: mark each run's ``best_epoch`` (early stopping) with a dot on its validation curves.
+
+    Returns:
+      The ``Figure``.
+    """
+    figure, axes = new_figure(len(metrics), width=4.4, height=3.2)
+    for ax, metric in zip(axes, metrics):
+        for i, run in enumerate(runs):
+            history = run["history"]
+            color = f"C{i}"
+            train_key = f"train_eval_{metric}" if f"train_eval_{metric}" in history else f"train_{metric}"
+            epochs = [e + 1 for e in history["epoch"]]
+            ax.plot(epochs, as_floats(history.get(train_key, [])), color=color, linestyle="--", linewidth=1.1)
+            ax.plot(epochs, as_floats(history.get(f"val_{metric}", [])), color=color, linewidth=1.5,
+                    label=run["technique"])
+            if mark_best and run.get("best_epoch") is not None:
+                best = run["best_epoch"]
+                ax.plot([best + 1], [as_floats(history[f"val_{metric}"])[best]], "o", color=color)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{metric} (dashed: train, solid: val.)", fontsize=9)
+        if metric == "loss":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return figure
+
+
+def as_floats(values: Sequence[Any]) -> list[float]:
+    """``values`` as floats for plotting, None (a non-finite value in JSON) as NaN."""
+    return [math.nan if v is None else float(v) for v in values]

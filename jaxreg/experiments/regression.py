@@ -8,7 +8,7 @@ layer, batch norm before each ReLU, and both. Each variant is trained ``--repeat
 ``seed + 1``...: different initializations, batch orders and dropout masks, the same data); the variants x
 seeds are the members of one ``jax.vmap``-ped program (:func:`jaxreg.fit_members`: the dropout rate is a
 traced hyperparameter, batch norm a per-member switch in the model state of
-:class:`jaxreg.experiments._common.SweepMLP`). The table
+:class:`jaxreg.experiments.models.SweepMLP`). The table
 reports the mean and standard deviation of the final MSEs, next to scikit-learn's ``LinearRegression`` on the
 same split as a reference.
 
@@ -23,13 +23,24 @@ import argparse
 
 import numpy as np
 
-from jaxreg.experiments import Experiment, UsageError, _common, register
+from jaxreg.experiments import (
+    Experiment,
+    UsageError,
+    arguments,
+    models,
+    plots,
+    programs,
+    records,
+    register,
+    report,
+    runner,
+)
 
 __all__ = ["VARIANTS", "add_arguments", "run", "EXPERIMENT"]
 
 VARIANTS = ("none", "dropout", "batchnorm", "dropout+batchnorm")
 
-_COLUMNS = _common.columns(
+_COLUMNS = report.columns(
     ("variant", "technique", ""), ("train MSE", "train_mse", ".4f"), ("val MSE", "val_mse", ".4f"),
     ("test MSE", "test_mse", ".4f"), ("± std", "test_mse_std", ".4f"), ("best val epoch", "best_val_epoch", ""),
 )
@@ -47,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       >>> args.dataset, args.batch_size, args.learning_rate, args.repeats
       ('synthetic_regression', 10, 0.01, 3)
     """
-    _common.add_story_arguments(parser, dataset="synthetic_regression", epochs=100, batch_size=10,
+    arguments.add_story_arguments(parser, dataset="synthetic_regression", epochs=100, batch_size=10,
                                 out="runs/regression")
     parser.add_argument("--hidden-sizes", default="128,128", help="MLP hidden widths (default: 128,128)")
     parser.add_argument("--rate", type=float, default=0.2, help="dropout rate (default: 0.2)")
@@ -55,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="seeds per variant (default: 3)")
 
 
-def _linear_reference(splits: _common.Splits) -> dict[str, float]:
+def _linear_reference(splits: runner.Splits) -> dict[str, float]:
     from sklearn.linear_model import LinearRegression
 
     x, y = (np.asarray(a, np.float64) for a in splits.train)
@@ -70,35 +81,35 @@ def _linear_reference(splits: _common.Splits) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     """Train the four variants ``--repeats`` times each, print the table, write results, report and figures."""
-    info = _common.check_story_arguments(args, task="regression")
-    hidden_sizes = _common.parse_sizes("--hidden-sizes", args.hidden_sizes)
-    _common.check_number("--rate", args.rate, high=1.0, high_inclusive=False, low_inclusive=False)
+    info = arguments.check_story_arguments(args, task="regression")
+    hidden_sizes = arguments.parse_sizes("--hidden-sizes", args.hidden_sizes)
+    arguments.check_number("--rate", args.rate, high=1.0, high_inclusive=False, low_inclusive=False)
     if args.repeats < 1:
         raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
-    splits = _common.load_splits(args.dataset, seed=args.seed, data_dir=args.data_dir, train_size=args.train_size,
+    splits = runner.load_splits(args.dataset, seed=args.seed, data_dir=args.data_dir, train_size=args.train_size,
                                  eval_size=args.eval_size, batch_size=args.batch_size)
     variants = [(v, r) for v in VARIANTS for r in range(args.repeats)]
     members = [{"dropout": args.rate} if "dropout" in v else {} for v, _ in variants]
     batch_norm = ["batchnorm" in v for v, _ in variants]
     settings = [{"dropout_rate": m.get("dropout", 0.0), "batch_norm": bn} for m, bn in zip(members, batch_norm)]
-    program = _common.sweep_program(info.num_outputs, hidden_sizes, learning_rate=args.learning_rate,
+    program = programs.sweep_program(info.num_outputs, hidden_sizes, learning_rate=args.learning_rate,
                                     task="regression", batch_norm=True)
-    _common.log(args, f"regression: {len(VARIANTS)} variants x {args.repeats} seeds = {len(variants)} members, one "
+    report.log(args, f"regression: {len(VARIANTS)} variants x {args.repeats} seeds = {len(variants)} members, one "
                       f"vmapped program ({args.epochs} epochs)")
-    states, histories = _common.train_members(program, splits, members, seeds=[args.seed + r for _, r in variants],
+    states, histories = runner.train_members(program, splits, members, seeds=[args.seed + r for _, r in variants],
                                               epochs=args.epochs, batch_size=args.batch_size, batch_norm=batch_norm)
-    records = _common.member_records(program, states, histories, splits, [v for v, _ in variants], settings)
-    runs = [_combine([rec for rec, (v, _) in zip(records, variants) if v == variant], args.seed)
+    member_runs = runner.member_records(program, states, histories, splits, [v for v, _ in variants], settings)
+    runs = [_combine([rec for rec, (v, _) in zip(member_runs, variants) if v == variant], args.seed)
             for variant in VARIANTS]
     reference = _linear_reference(splits)
-    config = _common.config_of(args, hidden_sizes=list(hidden_sizes), num_train=int(splits.train[1].shape[0]))
+    config = arguments.config_of(args, hidden_sizes=list(hidden_sizes), num_train=int(splits.train[1].shape[0]))
     result = {"experiment": "regression", "config": config, "runs": runs, "linear_regression": reference}
     best = min(runs, key=lambda r: r["test_mse"])
-    report = "\n\n".join([
+    body = "\n\n".join([
         f"MLP {'-'.join(map(str, hidden_sizes))} on `{args.dataset}` ({config['num_train']} training examples), "
         f"Adam {args.learning_rate:g}, batch {args.batch_size}, {args.epochs} epochs, dropout rate {args.rate:g}; "
         f"mean over {args.repeats} seeds (from {args.seed}). Final-epoch MSEs (no early stopping).",
-        _common.format_table(runs, _COLUMNS),
+        report.format_table(runs, _COLUMNS),
         f"Reference: scikit-learn `LinearRegression` on the same split: train MSE {reference['train_mse']:.4f}, "
         f"test MSE {reference['test_mse']:.4f} (the noise alone costs 0.25).",
         f"Lowest mean test MSE: `{best['technique']}` ({best['test_mse']:.4f}). The target is linear, so every "
@@ -109,28 +120,28 @@ def run(args: argparse.Namespace) -> int:
         f"Reproduce: `jaxreg experiment regression --epochs {args.epochs} --seed {args.seed} --repeats {args.repeats}`",
     ])
     figures = {"curves.png": _plot_val_curves(runs), "mse.png": _plot_mse(runs, reference)}
-    _common.write_outputs(args.out, result, title="Dropout and batch norm in regression", report=report,
+    report.write_outputs(args.out, result, title="Dropout and batch norm in regression", report=body,
                           figures=figures)
-    print(_common.format_table(runs, _COLUMNS))
+    print(report.format_table(runs, _COLUMNS))
     print(f"linear regression: test MSE {reference['test_mse']:.4f}")
     return 0
 
 
-def _combine(records: list[dict], seed: int) -> dict:
-    first = records[0]
+def _combine(seed_runs: list[dict], seed: int) -> dict:
+    first = seed_runs[0]
     out = {"technique": first["technique"], "settings": first["settings"]}
     for key in ("train_mse", "val_mse", "test_mse"):
-        values = np.array([r[key] if r[key] is not None else np.nan for r in records])
-        out[key] = _common.finite(np.mean(values))
-        out[f"{key}_std"] = _common.finite(np.std(values))
-    gaps = [np.nan if r["generalization_gap"] is None else r["generalization_gap"] for r in records]
-    out["generalization_gap"] = _common.finite(np.mean(gaps))
+        values = np.array([r[key] if r[key] is not None else np.nan for r in seed_runs])
+        out[key] = records.finite(np.mean(values))
+        out[f"{key}_std"] = records.finite(np.std(values))
+    gaps = [np.nan if r["generalization_gap"] is None else r["generalization_gap"] for r in seed_runs]
+    out["generalization_gap"] = records.finite(np.mean(gaps))
     repeats = []
-    for i, r in enumerate(records):
+    for i, r in enumerate(seed_runs):
         val = [np.inf if v is None else v for v in r["history"]["val_loss"]]
         repeats.append({"seed": seed + i, "train_mse": r["train_mse"], "val_mse": r["val_mse"],
                         "test_mse": r["test_mse"], "best_val_epoch": int(np.argmin(val)),
-                        "best_val_mse": _common.finite(min(val))})
+                        "best_val_mse": records.finite(min(val))})
     out["best_val_epoch"] = repeats[0]["best_val_epoch"]
     out["repeats"] = repeats
     out["history"] = first["history"]
@@ -138,11 +149,11 @@ def _combine(records: list[dict], seed: int) -> dict:
 
 
 def _plot_val_curves(runs: list[dict]):
-    figure, (ax,) = _common.new_figure(width=5.0, height=3.4)
+    figure, (ax,) = plots.new_figure(width=5.0, height=3.4)
     for i, run in enumerate(runs):
         history = run["history"]
         epochs = [e + 1 for e in history["epoch"]]
-        ax.plot(epochs, _common.as_floats(history["val_loss"]), color=f"C{i}", label=run["technique"], linewidth=1.3)
+        ax.plot(epochs, plots.as_floats(history["val_loss"]), color=f"C{i}", label=run["technique"], linewidth=1.3)
     ax.axhline(0.25, color="gray", linestyle=":", label="noise floor 0.25")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
@@ -154,11 +165,11 @@ def _plot_val_curves(runs: list[dict]):
 
 
 def _plot_mse(runs: list[dict], reference: dict):
-    figure, (ax,) = _common.new_figure(width=5.0, height=3.2)
+    figure, (ax,) = plots.new_figure(width=5.0, height=3.2)
     labels = [r["technique"] for r in runs] + ["linear\nregression"]
     means = [r["test_mse"] for r in runs] + [reference["test_mse"]]
     stds = [r["test_mse_std"] for r in runs] + [0.0]
-    ax.bar(range(len(labels)), _common.as_floats(means), yerr=_common.as_floats(stds), capsize=3,
+    ax.bar(range(len(labels)), plots.as_floats(means), yerr=plots.as_floats(stds), capsize=3,
            color=[f"C{i}" for i in range(len(runs))] + ["gray"])
     ax.axhline(0.25, color="gray", linestyle=":")
     ax.set_xticks(range(len(labels)), labels, fontsize=8, rotation=15)

@@ -11,9 +11,11 @@ columns (see :class:`Column`).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,8 +29,11 @@ __all__ = [
     "canonical_json",
     "write_json",
     "format_table",
-    "write_report",
-    "write_all",
+    "columns",
+    "CLASSIFICATION_COLUMNS",
+    "config_markdown",
+    "log",
+    "write_outputs",
 ]
 
 
@@ -184,97 +189,74 @@ def format_table(runs: Sequence[Mapping[str, Any]], columns: Sequence[Column] = 
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
-def _config_lines(config: Mapping[str, Any]) -> list[str]:
-    return [f"- `{key}`: `{json.dumps(to_json_data(value))}`" for key, value in sorted(config.items())]
+def columns(*specs: tuple[str, str, str]) -> list[Any]:
+    """:class:`Column` s from ``(header, key, format_spec)`` triples.
 
-
-def write_report(
-    out_dir: str | os.PathLike,
-    result: Mapping[str, Any],
-    *,
-    title: str,
-    figures: Mapping[str, Path] | None = None,
-    notes: Sequence[str] = (),
-    columns: Sequence[Column] = COMPARE_COLUMNS,
-) -> Path:
-    """Write ``out_dir/report.md``: title, notes, the results table, the config and the figures.
-
-    Args:
-      out_dir: the output directory.
-      result: ``{"config": {...}, "runs": [...]}``.
-      title: the Markdown title.
-      figures: ``{name: path}`` of the figures to embed (paths made relative to ``out_dir``).
-      notes: paragraphs shown under the title.
-      columns: the table columns.
-
-    Returns:
-      The path of ``report.md``.
+    The first column is left-aligned, the others right-aligned; a format spec such as ``".4f"`` or ``"+.3f"``
+    applies to floats, other values print with ``str``.
 
     Example:
-      >>> import tempfile
-      >>> from jaxreg.experiments.report import write_report
-      >>> with tempfile.TemporaryDirectory() as tmp:
-      ...     path = write_report(tmp, {"config": {"epochs": 1}, "runs": [{"technique": "none"}]}, title="T")
-      ...     print(path.read_text().splitlines()[0])
-      # T
+      >>> from jaxreg.experiments.report import columns, format_table
+      >>> print(format_table([{"a": "x", "b": 0.5}], columns(("name", "a", ""), ("value", "b", ".2f"))))
+      | name | value |
+      |:-----|------:|
+      | x    |  0.50 |
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {title}", ""]
-    for note in notes:
-        lines += [note, ""]
-    lines += [format_table(result["runs"], columns), "", "## Configuration", "", *_config_lines(result["config"]), ""]
-    if figures:
-        lines += ["## Figures", ""]
-        for name, path in figures.items():
-            relative = os.path.relpath(path, out)
-            lines += [f"### {name.replace('_', ' ')}", "", f"![{name}]({relative})", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    def formatter(spec: str) -> Callable[[Any], str]:
+        return lambda value: format(value, spec) if spec and isinstance(value, float) else str(value)
+
+    return [Column(header, key, formatter(spec), "<" if i == 0 else ">")
+            for i, (header, key, spec) in enumerate(specs)]
 
 
-def write_all(
-    out_dir: str | os.PathLike,
-    result: Mapping[str, Any],
-    *,
-    title: str,
-    timing: Mapping[str, Any] | None = None,
-    notes: Sequence[str] = (),
-    columns: Sequence[Column] = COMPARE_COLUMNS,
-    figures: bool = True,
-) -> dict[str, Path]:
-    """Write ``results.json``, ``timing.json`` (if ``timing``), the figures (``jaxreg.experiments.plots``) and ``report.md``.
+# The per-run table of the classification stories (train/val/test accuracy, gap, test loss).
+CLASSIFICATION_COLUMNS = columns(
+    ("run", "technique", ""), ("train acc", "train_accuracy", ".4f"), ("val acc", "val_accuracy", ".4f"),
+    ("test acc", "test_accuracy", ".4f"), ("gap", "generalization_gap", "+.4f"), ("test loss", "test_loss", ".4f"),
+)
+
+
+def config_markdown(config: Mapping[str, Any]) -> str:
+    """A run's ``config`` as a Markdown list, one ```key`: `value``` line per option (for ``report.md``).
+
+    Example:
+      >>> from jaxreg.experiments.report import config_markdown
+      >>> print(config_markdown({"seed": 0, "dataset": "digits"}))
+      - `dataset`: `"digits"`
+      - `seed`: `0`
+    """
+    return "\n".join(f"- `{key}`: `{json.dumps(to_json_data(value))}`" for key, value in sorted(config.items()))
+
+
+def log(args: argparse.Namespace, message: str) -> None:
+    """Print a progress message to stderr unless ``--quiet``."""
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr, flush=True)
+
+
+def write_outputs(out: str | os.PathLike, result: Mapping[str, Any], *, title: str, report: str,
+                  figures: Mapping[str, Any] = ()) -> list[Path]:
+    """Write ``results.json`` (:func:`write_json`, byte-stable), ``report.md`` and figures.
 
     Args:
-      out_dir: the output directory (created if needed).
-      result: ``{"config": {...}, "runs": [...]}``, JSON-ready (see :func:`to_json_data`).
+      out: the output directory (created).
+      result: JSON-ready results (``config``, ``runs``...).
       title: the report's title.
-      timing: wall-clock data for ``timing.json`` (kept out of ``results.json``).
-      notes: paragraphs for the report.
-      columns: the table columns.
-      figures: draw the figures of :func:`jaxreg.experiments.plots.comparison_figures`.
+      report: the Markdown body of ``report.md`` (after the title).
+      figures: ``{file name: matplotlib Figure}``; each is saved as a PNG in ``out`` (:func:`jaxreg.experiments.plots.save`,
+        no timestamps).
 
     Returns:
-      ``{name: path}`` of everything written: ``results``, ``timing``, each figure, ``report``.
-
-    Example:
-      >>> import tempfile
-      >>> from jaxreg.experiments.report import write_all
-      >>> with tempfile.TemporaryDirectory() as tmp:
-      ...     written = write_all(tmp, {"config": {}, "runs": [{"technique": "none"}]}, title="T", figures=False)
-      ...     print(sorted(written))
-      ['report', 'results']
+      The paths written.
     """
-    out = Path(out_dir)
-    written = {"results": write_json(out / "results.json", result)}
-    if timing is not None:
-        written["timing"] = write_json(out / "timing.json", timing)
-    drawn: dict[str, Path] = {}
-    if figures:
-        from jaxreg.experiments import plots
+    from jaxreg.experiments import plots
 
-        drawn = plots.comparison_figures(result["runs"], out)
-        written.update(drawn)
-    written["report"] = write_report(out, result, title=title, figures=drawn, notes=notes, columns=columns)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [write_json(out / "results.json", result)]
+    path = out / "report.md"
+    path.write_text(f"# {title}\n\n{report.rstrip()}\n", encoding="utf-8")
+    written.append(path)
+    for name, figure in dict(figures).items():
+        written.append(plots.save(figure, out / name, dpi=figure.dpi))
     return written

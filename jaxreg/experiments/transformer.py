@@ -26,7 +26,7 @@ import functools
 
 import optax
 
-from jaxreg.experiments import Experiment, UsageError, _common, register
+from jaxreg.experiments import Experiment, UsageError, arguments, plots, programs, register, report, runner
 from jaxreg.experiments.models import TransformerClassifier
 from jaxreg.transforms import weight_decay
 
@@ -34,7 +34,7 @@ __all__ = ["VARIANTS", "add_arguments", "run", "EXPERIMENT"]
 
 VARIANTS = ("plain", "regularized")
 
-_COLUMNS = _common.CLASSIFICATION_COLUMNS
+_COLUMNS = report.CLASSIFICATION_COLUMNS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       >>> args.dataset, args.rate, args.model_dim
       ('synthetic_sequences', 0.1, 32)
     """
-    _common.add_story_arguments(parser, dataset="synthetic_sequences", epochs=60, out="runs/transformer")
+    arguments.add_story_arguments(parser, dataset="synthetic_sequences", epochs=60, out="runs/transformer")
     parser.add_argument("--model-dim", type=int, default=32, help="embedding width (default: 32)")
     parser.add_argument("--num-heads", type=int, default=2, help="attention heads (default: 2)")
     parser.add_argument("--num-layers", type=int, default=2, help="encoder blocks (default: 2)")
@@ -65,10 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length", type=int, default=8, help="synthetic_sequences only: sequence length (default: 8)")
 
 
-@functools.lru_cache(maxsize=8)
+@programs.cached
 def _program(variant: str, num_outputs: int, vocab_size: int | None, model_dim: int, num_heads: int,
              num_layers: int, mlp_dim: int, rate: float, decay: float, learning_rate: float,
-             max_length: int) -> _common.Program:
+             max_length: int) -> programs.Program:
     regularized = variant == "regularized"
     shape = {"num_outputs": num_outputs, "vocab_size": vocab_size, "model_dim": model_dim, "num_heads": num_heads,
              "num_layers": num_layers, "mlp_dim": mlp_dim, "max_length": max_length}
@@ -78,19 +78,19 @@ def _program(variant: str, num_outputs: int, vocab_size: int | None, model_dim: 
     else:
         optimizer = optax.adam(learning_rate)
     # Both variants start from the same parameters (dropout does not change the variables).
-    return _common.build_program(module, optimizer, init_module=TransformerClassifier(**shape, dropout_rate=0.0))
+    return programs.build_program(module, optimizer, init_module=TransformerClassifier(**shape, dropout_rate=0.0))
 
 
 def run(args: argparse.Namespace) -> int:
     """Train the plain and the regularized transformer, print the table, write results, report and figure."""
-    info = _common.check_story_arguments(args)
+    info = arguments.check_story_arguments(args)
     for option in ("model_dim", "num_heads", "num_layers", "mlp_dim"):
         if getattr(args, option) < 1:
             raise UsageError(f"--{option.replace('_', '-')} must be >= 1, got {getattr(args, option)}")
     if args.model_dim % args.num_heads:
         raise UsageError(f"--num-heads must divide --model-dim, got {args.num_heads} and {args.model_dim}")
-    _common.check_number("--rate", args.rate, high=1.0, high_inclusive=False)
-    _common.check_number("--weight-decay", args.weight_decay)
+    arguments.check_number("--rate", args.rate, high=1.0, high_inclusive=False)
+    arguments.check_number("--weight-decay", args.weight_decay)
     options = {}
     if args.dataset == "synthetic_sequences":
         options = {"vocab_size": args.vocab_size, "length": args.length}
@@ -103,30 +103,30 @@ def run(args: argparse.Namespace) -> int:
     elif args.n_train is not None:
         raise UsageError("--n-train only applies to --dataset synthetic_sequences; use --train-size to subsample")
     vocab_size = options.get("vocab_size", info.vocab_size)
-    splits = _common.load_splits(args.dataset, seed=args.seed, data_dir=args.data_dir, train_size=args.train_size,
+    splits = runner.load_splits(args.dataset, seed=args.seed, data_dir=args.data_dir, train_size=args.train_size,
                                  eval_size=args.eval_size, batch_size=args.batch_size, **options)
     max_length = max(int(splits.train[0].shape[1]), 1)
     runs = []
     for variant in VARIANTS:
-        _common.log(args, f"transformer: training {variant!r} ({args.epochs} epochs)")
+        report.log(args, f"transformer: training {variant!r} ({args.epochs} epochs)")
         program = _program(variant, info.num_outputs, vocab_size, args.model_dim, args.num_heads,
                            args.num_layers, args.mlp_dim, args.rate, args.weight_decay, args.learning_rate,
                            max_length)
         settings = ({"dropout_rate": args.rate, "weight_decay": args.weight_decay} if variant == "regularized"
                     else {"dropout_rate": 0.0, "weight_decay": 0.0})
-        runs.append(_common.train_run(variant, program, splits, seed=args.seed, epochs=args.epochs,
+        runs.append(runner.train_run(variant, program, splits, seed=args.seed, epochs=args.epochs,
                                       batch_size=args.batch_size, progress=not args.quiet, settings=settings))
     num_train = int(splits.train[1].shape[0])
-    config = _common.config_of(args, num_train=num_train, sequence_length=max_length)
+    config = arguments.config_of(args, num_train=num_train, sequence_length=max_length)
     result = {"experiment": "transformer", "config": config, "runs": runs}
     plain, regularized = runs
     best_val = {r["technique"]: max(v for v in r["history"]["val_accuracy"]) for r in runs}
-    report = "\n\n".join([
+    body = "\n\n".join([
         f"TransformerClassifier (dim {args.model_dim}, {args.num_heads} heads, {args.num_layers} pre-LN blocks, GELU "
         f"FFN {args.mlp_dim}, mean pooling) on `{args.dataset}` ({num_train} training sequences of length "
         f"{max_length}), Adam {args.learning_rate:g}, batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}. "
         f"Regularized: dropout {args.rate:g} everywhere + decoupled weight decay {args.weight_decay:g}.",
-        _common.format_table(runs, _COLUMNS),
+        report.format_table(runs, _COLUMNS),
         f"Regularization changes test accuracy by {regularized['test_accuracy'] - plain['test_accuracy']:+.4f} and "
         f"the gap by {regularized['generalization_gap'] - plain['generalization_gap']:+.4f}. Best validation "
         f"accuracy over the epochs: plain {best_val['plain']:.4f}, regularized {best_val['regularized']:.4f}.",
@@ -134,10 +134,10 @@ def run(args: argparse.Namespace) -> int:
         f"Reproduce: `jaxreg experiment transformer --dataset {args.dataset} --epochs {args.epochs} "
         f"--seed {args.seed}`",
     ])
-    figures = {"curves.png": _common.plot_curves(runs, metrics=("accuracy", "loss"),
+    figures = {"curves.png": plots.plot_curves(runs, metrics=("accuracy", "loss"),
                                                  title=f"Transformer on {args.dataset}")}
-    _common.write_outputs(args.out, result, title="A regularized transformer", report=report, figures=figures)
-    print(_common.format_table(runs, _COLUMNS))
+    report.write_outputs(args.out, result, title="A regularized transformer", report=body, figures=figures)
+    print(report.format_table(runs, _COLUMNS))
     return 0
 
 

@@ -16,7 +16,7 @@ input to float32), takes a single integer ``axis`` and no ``mask``; it adds ``gh
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -39,25 +39,56 @@ __all__ = [
 ]
 
 
-def _apply_noise(
-    module: nn.Module,
-    fn: Callable[..., jax.Array],
-    x: jax.typing.ArrayLike,
-    amount: Any,
-    deterministic: bool | None,
-    rng: KeyArray | None,
-    **options: Any,
-) -> jax.Array:
-    deterministic = nn.merge_param("deterministic", module.deterministic, deterministic)
-    if deterministic or (is_concrete(amount) and float(amount) == 0.0):
-        # Like flax.linen.Dropout, inference or a zero rate draws no key (the function still validates).
-        return fn(None, x, amount, deterministic=True, **options)
-    if rng is None:
-        rng = module.make_rng(module.rng_collection)
-    return fn(rng, x, amount, **options)
+class _Noise(nn.Module):
+    """The call path of the noise modules: ``deterministic`` merged and the key drawn as ``flax.linen.Dropout``.
+
+    No fields of its own (a subclass keeps flax's field order): a subclass declares its fields, its function
+    (``_fn``), the field passed as its third argument (``_amount``) and the fields passed by keyword
+    (``_options``).
+    """
+
+    _fn: ClassVar[Callable[..., jax.Array]]  # a jaxreg.noise function, wrapped in staticmethod
+    _amount: ClassVar[str] = "rate"
+    _options: ClassVar[tuple[str, ...]] = ()
+
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        deterministic: bool | None = None,
+        rng: KeyArray | None = None,
+        *,
+        example_ids: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
+        """Apply the module's noise: its function with a key from ``make_rng`` (or ``rng``).
+
+        Args:
+          x: a floating array.
+          deterministic: ``True`` returns ``x``; exactly one of this argument and the attribute must be
+            set (flax's ``merge_param``).
+          rng: a key to use instead of ``self.make_rng(self.rng_collection)``.
+          example_ids: optional ``(batch,)`` integer ids (see :func:`jaxreg.dropout`).
+
+        Returns:
+          An array with the shape and dtype of ``x``.
+
+        Raises:
+          ValueError: bad ``rate`` (``stddev``) or ``mask_impl``; ``deterministic`` set twice or never.
+          flax.errors.InvalidRngError: no rng stream named ``rng_collection`` was given to ``apply``.
+        """
+        amount = getattr(self, self._amount)
+        options = {name: getattr(self, name) for name in self._options}
+        if "broadcast_dims" in options:  # a Sequence field (a list is allowed): the function gets a tuple
+            options["broadcast_dims"] = tuple(options["broadcast_dims"])
+        deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
+        if deterministic or (is_concrete(amount) and float(amount) == 0.0):
+            # Like flax.linen.Dropout, inference or a zero rate draws no key (the function still validates).
+            return self._fn(None, x, amount, deterministic=True, example_ids=example_ids, **options)
+        if rng is None:
+            rng = self.make_rng(self.rng_collection)
+        return self._fn(rng, x, amount, example_ids=example_ids, **options)
 
 
-class Dropout(nn.Module):
+class Dropout(_Noise):
     """Inverted dropout, :func:`jaxreg.dropout` as a linen module (a drop-in for ``flax.linen.Dropout``).
 
     With the default ``mask_impl="prng"`` the mask is ``flax.linen.Dropout``'s for the same ``'dropout'``
@@ -92,37 +123,11 @@ class Dropout(nn.Module):
     rng_collection: str = "dropout"
     mask_impl: str = "prng"
 
-    def __call__(
-        self,
-        x: jax.typing.ArrayLike,
-        deterministic: bool | None = None,
-        rng: KeyArray | None = None,
-        *,
-        example_ids: jax.typing.ArrayLike | None = None,
-    ) -> jax.Array:
-        """Apply dropout.
-
-        Args:
-          x: a floating array.
-          deterministic: ``True`` returns ``x``; exactly one of this argument and the attribute must be
-            set (flax's ``merge_param``).
-          rng: a key to use instead of ``self.make_rng(self.rng_collection)``.
-          example_ids: optional ``(batch,)`` integer ids (see :func:`jaxreg.dropout`).
-
-        Returns:
-          An array with the shape and dtype of ``x``.
-
-        Raises:
-          ValueError: bad ``rate`` or ``mask_impl``; ``deterministic`` set twice or never.
-          flax.errors.InvalidRngError: no rng stream named ``rng_collection`` was given to ``apply``.
-        """
-        return _apply_noise(
-            self, noise.dropout, x, self.rate, deterministic, rng,
-            broadcast_dims=tuple(self.broadcast_dims), mask_impl=self.mask_impl, example_ids=example_ids,
-        )
+    _fn = staticmethod(noise.dropout)
+    _options = ("broadcast_dims", "mask_impl")
 
 
-class SpatialDropout(nn.Module):
+class SpatialDropout(_Noise):
     """Drop whole feature maps, :func:`jaxreg.spatial_dropout` as a linen module (Keras ``SpatialDropout2D``).
 
     Attributes:
@@ -147,22 +152,11 @@ class SpatialDropout(nn.Module):
     rng_collection: str = "dropout"
     mask_impl: str = "prng"
 
-    def __call__(
-        self,
-        x: jax.typing.ArrayLike,
-        deterministic: bool | None = None,
-        rng: KeyArray | None = None,
-        *,
-        example_ids: jax.typing.ArrayLike | None = None,
-    ) -> jax.Array:
-        """Apply spatial dropout; arguments, result and errors as :meth:`Dropout.__call__`."""
-        return _apply_noise(
-            self, noise.spatial_dropout, x, self.rate, deterministic, rng,
-            channel_axis=self.channel_axis, mask_impl=self.mask_impl, example_ids=example_ids,
-        )
+    _fn = staticmethod(noise.spatial_dropout)
+    _options = ("channel_axis", "mask_impl")
 
 
-class GaussianDropout(nn.Module):
+class GaussianDropout(_Noise):
     """Multiplicative ``N(1, rate / (1 - rate))`` noise, :func:`jaxreg.gaussian_dropout` as a linen module.
 
     Attributes:
@@ -183,21 +177,10 @@ class GaussianDropout(nn.Module):
     deterministic: bool | None = None
     rng_collection: str = "dropout"
 
-    def __call__(
-        self,
-        x: jax.typing.ArrayLike,
-        deterministic: bool | None = None,
-        rng: KeyArray | None = None,
-        *,
-        example_ids: jax.typing.ArrayLike | None = None,
-    ) -> jax.Array:
-        """Apply Gaussian dropout; arguments, result and errors as :meth:`Dropout.__call__`."""
-        return _apply_noise(
-            self, noise.gaussian_dropout, x, self.rate, deterministic, rng, example_ids=example_ids
-        )
+    _fn = staticmethod(noise.gaussian_dropout)
 
 
-class AlphaDropout(nn.Module):
+class AlphaDropout(_Noise):
     """SELU-preserving dropout, :func:`jaxreg.alpha_dropout` as a linen module (Keras ``AlphaDropout``).
 
     Attributes:
@@ -222,22 +205,11 @@ class AlphaDropout(nn.Module):
     rng_collection: str = "dropout"
     mask_impl: str = "prng"
 
-    def __call__(
-        self,
-        x: jax.typing.ArrayLike,
-        deterministic: bool | None = None,
-        rng: KeyArray | None = None,
-        *,
-        example_ids: jax.typing.ArrayLike | None = None,
-    ) -> jax.Array:
-        """Apply alpha dropout; arguments, result and errors as :meth:`Dropout.__call__`."""
-        return _apply_noise(
-            self, noise.alpha_dropout, x, self.rate, deterministic, rng,
-            broadcast_dims=tuple(self.broadcast_dims), mask_impl=self.mask_impl, example_ids=example_ids,
-        )
+    _fn = staticmethod(noise.alpha_dropout)
+    _options = ("broadcast_dims", "mask_impl")
 
 
-class GaussianNoise(nn.Module):
+class GaussianNoise(_Noise):
     """Additive ``N(0, stddev**2)`` noise, :func:`jaxreg.gaussian_noise` as a linen module (Keras ``GaussianNoise``).
 
     Attributes:
@@ -258,21 +230,11 @@ class GaussianNoise(nn.Module):
     deterministic: bool | None = None
     rng_collection: str = "dropout"
 
-    def __call__(
-        self,
-        x: jax.typing.ArrayLike,
-        deterministic: bool | None = None,
-        rng: KeyArray | None = None,
-        *,
-        example_ids: jax.typing.ArrayLike | None = None,
-    ) -> jax.Array:
-        """Add Gaussian noise; arguments, result and errors as :meth:`Dropout.__call__`."""
-        return _apply_noise(
-            self, noise.gaussian_noise, x, self.stddev, deterministic, rng, example_ids=example_ids
-        )
+    _fn = staticmethod(noise.gaussian_noise)
+    _amount = "stddev"
 
 
-class DropPath(nn.Module):
+class DropPath(_Noise):
     """Stochastic depth, :func:`jaxreg.drop_path` as a linen module (timm ``DropPath``).
 
     Drops whole examples (axis 0) of a residual branch: ``x + DropPath(rate)(branch(x), deterministic=...)``.
@@ -296,19 +258,8 @@ class DropPath(nn.Module):
     rng_collection: str = "dropout"
     mask_impl: str = "prng"
 
-    def __call__(
-        self,
-        x: jax.typing.ArrayLike,
-        deterministic: bool | None = None,
-        rng: KeyArray | None = None,
-        *,
-        example_ids: jax.typing.ArrayLike | None = None,
-    ) -> jax.Array:
-        """Apply stochastic depth; arguments, result and errors as :meth:`Dropout.__call__`."""
-        return _apply_noise(
-            self, noise.drop_path, x, self.rate, deterministic, rng,
-            mask_impl=self.mask_impl, example_ids=example_ids,
-        )
+    _fn = staticmethod(noise.drop_path)
+    _options = ("mask_impl",)
 
 
 class BatchNorm(nn.Module):

@@ -31,7 +31,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -69,7 +69,15 @@ def _first_set(call_value: bool | None, attr_value: bool | None, name: str, owne
 
 
 class _StochasticLayer(nnx.Module):
-    """Shared rng and ``deterministic`` handling of the noise layers, as ``nnx.Dropout`` does it."""
+    """The call path of the noise layers: rngs and ``deterministic`` handled as ``nnx.Dropout`` does.
+
+    A subclass declares its function (``_fn``), the attribute passed as its third argument (``_amount``) and
+    the attributes passed by keyword (``_options``); its ``__init__`` sets them.
+    """
+
+    _fn: ClassVar[Callable[..., jax.Array]]  # a jaxreg.noise function, wrapped in staticmethod
+    _amount: ClassVar[str] = "rate"
+    _options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, deterministic: bool | None, rng_collection: str, rngs: nnx.Rngs | nnx.RngStream | None
@@ -85,20 +93,37 @@ class _StochasticLayer(nnx.Module):
         else:
             raise TypeError(f"rngs must be an nnx.Rngs, an nnx.RngStream or None, got {type(rngs).__name__}.")
 
-    def _noise(
+    def __call__(
         self,
-        fn: Callable[..., jax.Array],
         x: jax.typing.ArrayLike,
-        amount: Any,
-        deterministic: bool | None,
-        rngs: RngsArg,
-        **options: Any,
+        *,
+        deterministic: bool | None = None,
+        rngs: RngsArg = None,
+        example_ids: jax.typing.ArrayLike | None = None,
     ) -> jax.Array:
+        """Apply the layer's noise: its function with one key drawn from its stream (or from ``rngs``).
+
+        Args:
+          x: a floating array.
+          deterministic: overrides the attribute when given.
+          rngs: an ``nnx.Rngs``, ``nnx.RngStream`` or key to use instead of the layer's own stream.
+          example_ids: optional ``(batch,)`` integer ids (see :func:`jaxreg.dropout`).
+
+        Returns:
+          An array with the shape and dtype of ``x``.
+
+        Raises:
+          ValueError: bad ``rate`` (``stddev``) or ``mask_impl``; no rngs when not deterministic;
+            ``deterministic`` ``None`` in both places.
+          TypeError: ``rngs`` of another type.
+        """
         owner = type(self).__name__
+        amount = getattr(self, self._amount)
+        options = {name: getattr(self, name) for name in self._options}
         deterministic = _first_set(deterministic, self.deterministic, "deterministic", owner)
         if deterministic or (is_concrete(amount) and float(amount) == 0.0):
             # Like nnx.Dropout, inference or a zero rate needs no rngs (the function still validates).
-            return fn(None, x, amount, deterministic=True, **options)
+            return self._fn(None, x, amount, deterministic=True, example_ids=example_ids, **options)
         rngs = self.rngs if rngs is None else rngs
         if isinstance(rngs, nnx.Rngs):
             key = rngs[self.rng_collection]()
@@ -116,7 +141,7 @@ class _StochasticLayer(nnx.Module):
             raise TypeError(
                 f"rngs must be an nnx.Rngs, an nnx.RngStream or a jax.Array key, got {type(rngs).__name__}."
             )
-        return fn(key, x, amount, **options)
+        return self._fn(key, x, amount, example_ids=example_ids, **options)
 
     def set_view(self, deterministic: bool | None = None) -> None:
         """Set ``deterministic`` for ``nnx.view``, as ``nnx.Dropout.set_view``.
@@ -154,6 +179,9 @@ class Dropout(_StochasticLayer):
       True
     """
 
+    _fn = staticmethod(noise.dropout)
+    _options = ("broadcast_dims", "mask_impl")
+
     def __init__(
         self,
         rate: float,
@@ -168,34 +196,6 @@ class Dropout(_StochasticLayer):
         self.rate = rate
         self.broadcast_dims = tuple(broadcast_dims)
         self.mask_impl = mask_impl
-
-    def __call__(
-        self,
-        x: jax.typing.ArrayLike,
-        *,
-        deterministic: bool | None = None,
-        rngs: RngsArg = None,
-        example_ids: jax.typing.ArrayLike | None = None,
-    ) -> jax.Array:
-        """Apply dropout.
-
-        Args:
-          x: a floating array.
-          deterministic: overrides the attribute when given.
-          rngs: an ``nnx.Rngs``, ``nnx.RngStream`` or key to use instead of the layer's own stream.
-          example_ids: optional ``(batch,)`` integer ids (see :func:`jaxreg.dropout`).
-
-        Returns:
-          An array with the shape and dtype of ``x``.
-
-        Raises:
-          ValueError: bad ``rate`` or ``mask_impl``; no rngs when not deterministic; ``deterministic``
-            ``None`` in both places.
-        """
-        return self._noise(
-            noise.dropout, x, self.rate, deterministic, rngs,
-            broadcast_dims=self.broadcast_dims, mask_impl=self.mask_impl, example_ids=example_ids,
-        )
 
 
 class SpatialDropout(_StochasticLayer):
@@ -221,6 +221,9 @@ class SpatialDropout(_StochasticLayer):
       True
     """
 
+    _fn = staticmethod(noise.spatial_dropout)
+    _options = ("channel_axis", "mask_impl")
+
     def __init__(
         self,
         rate: float,
@@ -235,20 +238,6 @@ class SpatialDropout(_StochasticLayer):
         self.rate = rate
         self.channel_axis = channel_axis
         self.mask_impl = mask_impl
-
-    def __call__(
-        self,
-        x: jax.typing.ArrayLike,
-        *,
-        deterministic: bool | None = None,
-        rngs: RngsArg = None,
-        example_ids: jax.typing.ArrayLike | None = None,
-    ) -> jax.Array:
-        """Apply spatial dropout; arguments, result and errors as :meth:`Dropout.__call__`."""
-        return self._noise(
-            noise.spatial_dropout, x, self.rate, deterministic, rngs,
-            channel_axis=self.channel_axis, mask_impl=self.mask_impl, example_ids=example_ids,
-        )
 
 
 class GaussianDropout(_StochasticLayer):
@@ -272,6 +261,8 @@ class GaussianDropout(_StochasticLayer):
       1.0 1.0
     """
 
+    _fn = staticmethod(noise.gaussian_dropout)
+
     def __init__(
         self,
         rate: float,
@@ -282,17 +273,6 @@ class GaussianDropout(_StochasticLayer):
     ) -> None:
         super().__init__(deterministic, rng_collection, rngs)
         self.rate = rate
-
-    def __call__(
-        self,
-        x: jax.typing.ArrayLike,
-        *,
-        deterministic: bool | None = None,
-        rngs: RngsArg = None,
-        example_ids: jax.typing.ArrayLike | None = None,
-    ) -> jax.Array:
-        """Apply Gaussian dropout; arguments, result and errors as :meth:`Dropout.__call__`."""
-        return self._noise(noise.gaussian_dropout, x, self.rate, deterministic, rngs, example_ids=example_ids)
 
 
 class AlphaDropout(_StochasticLayer):
@@ -319,6 +299,9 @@ class AlphaDropout(_StochasticLayer):
       0.0 1.0
     """
 
+    _fn = staticmethod(noise.alpha_dropout)
+    _options = ("broadcast_dims", "mask_impl")
+
     def __init__(
         self,
         rate: float,
@@ -333,20 +316,6 @@ class AlphaDropout(_StochasticLayer):
         self.rate = rate
         self.broadcast_dims = tuple(broadcast_dims)
         self.mask_impl = mask_impl
-
-    def __call__(
-        self,
-        x: jax.typing.ArrayLike,
-        *,
-        deterministic: bool | None = None,
-        rngs: RngsArg = None,
-        example_ids: jax.typing.ArrayLike | None = None,
-    ) -> jax.Array:
-        """Apply alpha dropout; arguments, result and errors as :meth:`Dropout.__call__`."""
-        return self._noise(
-            noise.alpha_dropout, x, self.rate, deterministic, rngs,
-            broadcast_dims=self.broadcast_dims, mask_impl=self.mask_impl, example_ids=example_ids,
-        )
 
 
 class GaussianNoise(_StochasticLayer):
@@ -370,6 +339,9 @@ class GaussianNoise(_StochasticLayer):
       0.5
     """
 
+    _fn = staticmethod(noise.gaussian_noise)
+    _amount = "stddev"
+
     def __init__(
         self,
         stddev: float,
@@ -380,17 +352,6 @@ class GaussianNoise(_StochasticLayer):
     ) -> None:
         super().__init__(deterministic, rng_collection, rngs)
         self.stddev = stddev
-
-    def __call__(
-        self,
-        x: jax.typing.ArrayLike,
-        *,
-        deterministic: bool | None = None,
-        rngs: RngsArg = None,
-        example_ids: jax.typing.ArrayLike | None = None,
-    ) -> jax.Array:
-        """Add Gaussian noise; arguments, result and errors as :meth:`Dropout.__call__`."""
-        return self._noise(noise.gaussian_noise, x, self.stddev, deterministic, rngs, example_ids=example_ids)
 
 
 class DropPath(_StochasticLayer):
@@ -415,6 +376,9 @@ class DropPath(_StochasticLayer):
       True
     """
 
+    _fn = staticmethod(noise.drop_path)
+    _options = ("mask_impl",)
+
     def __init__(
         self,
         rate: float,
@@ -427,19 +391,6 @@ class DropPath(_StochasticLayer):
         super().__init__(deterministic, rng_collection, rngs)
         self.rate = rate
         self.mask_impl = mask_impl
-
-    def __call__(
-        self,
-        x: jax.typing.ArrayLike,
-        *,
-        deterministic: bool | None = None,
-        rngs: RngsArg = None,
-        example_ids: jax.typing.ArrayLike | None = None,
-    ) -> jax.Array:
-        """Apply stochastic depth; arguments, result and errors as :meth:`Dropout.__call__`."""
-        return self._noise(
-            noise.drop_path, x, self.rate, deterministic, rngs, mask_impl=self.mask_impl, example_ids=example_ids
-        )
 
 
 class BatchNorm(nnx.Module):
