@@ -1,4 +1,4 @@
-"""The ``jaxreg`` command (floor 7): ``jaxreg compare``, ``jaxreg experiment NAME``, ``jaxreg datasets``.
+"""The ``jaxreg`` command (floor 8): ``jaxreg compare``, ``jaxreg experiment NAME``, ``jaxreg datasets``.
 
 ::
 
@@ -9,8 +9,8 @@
 
 Exit status: 0 on success; 2 for a bad argument (one line ``jaxreg: error: ...`` on stderr, no
 traceback); 1 when a dataset is not available offline (the data module's one-paragraph explanation on
-stderr); 130 when interrupted. Results are written by the experiment (``--out``), the table goes to stdout,
-progress bars to stderr.
+stderr) or the lab's extras are not installed (one line naming the extra); 130 when interrupted. Results are
+written by the experiment (``--out``), the table goes to stdout, progress bars to stderr.
 """
 
 from __future__ import annotations
@@ -112,17 +112,21 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: the arguments after the program name.
 
     Returns:
-      0 on success, 2 for a usage error, 1 for a dataset that is not available offline, 130 on Ctrl-C.
+      0 on success, 2 for a usage error, 1 for a dataset that is not available offline or a missing extra,
+      130 on Ctrl-C.
 
     Example:
       >>> from jaxreg.cli import main
       >>> main(["compare", "--epochs", "0"])
       2
     """
-    from jaxreg.experiments.data import DatasetUnavailableError
-    from jaxreg.experiments import UsageError
-
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        from jaxreg.experiments import UsageError
+        from jaxreg.experiments.data import DatasetUnavailableError
+    except ImportError as err:  # the lab's extras are missing: say which to install
+        print(f"{_PROG}: {_one_line(err)}", file=sys.stderr)
+        return 1
     try:
         return _run(argv)
     except _ArgumentError as err:
@@ -132,6 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{_PROG}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except DatasetUnavailableError as err:
+        print(f"{_PROG}: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except ImportError as err:
+        if "jaxreg[" not in str(err):  # not a missing extra (jaxreg._optional.require): a bug, show it
+            raise
         print(f"{_PROG}: {_one_line(err)}", file=sys.stderr)
         return 1
     except SystemExit as exit_:  # --help

@@ -2,32 +2,71 @@
 
 Noise functions ``fn(key, x, rate_or_stddev, *, deterministic=False)``: run under ``jax.jit``, ``jax.vmap``
 (over keys and over a traced rate) and ``jax.grad`` (finite gradient); keep the input dtype (float32,
-bfloat16); the same key gives identical bits and a different key different output; bad hyperparameters raise
-a ``ValueError`` naming the argument; ``deterministic=True`` returns ``x`` with ``key=None``.
+bfloat16); the same key gives identical bits and a different key different output; a concrete strength of 0
+and ``deterministic=True`` (with ``key=None``) return ``x`` itself; bad hyperparameters raise a
+``ValueError`` quoting the argument and the value, a missing key a ``ValueError``, integer input a
+``TypeError``. References: the eager call of the same function (for jit and for each vmap member), the
+input itself (identity), and the other executions of the same program (bits).
 
 Penalties ``fn(tree, **hyperparameters)``: run under ``jax.jit``, ``jax.vmap`` over stacked trees (checked
 against a Python loop) and ``jax.grad`` (finite, even at all-zero weights); return a scalar float32 for
 float32 and bfloat16 leaves, with gradients in the leaves' dtype.
+
+Optax transforms (``jr.add_penalty``, the ``proximal_*`` steps, the constraints, ``jr.weight_decay``): are
+``optax.GradientTransformation``s whose ``init``/``update`` run under ``jax.jit`` and inside ``optax.chain``;
+``update`` is pure (same inputs, same output bits; the input state is left as it was); float32 and bfloat16
+params/updates keep their dtype; with a ``mask`` the deselected leaves' updates come back bit for bit; bad
+hyperparameters raise a ``ValueError`` naming the argument. Reference: a one-line numpy formula per
+transform (soft thresholding, clipping, ...), and the same formula composed with ``optax.sgd`` for the chain.
+
+Keyed augmentations (``jr.random_flip``, ``random_crop``, ``random_rotation``, ``random_zoom``,
+``random_translation``, ``mixup``, ``cutmix``): run under ``jax.jit`` and ``jax.vmap`` over keys (with a
+traced hyperparameter); the same key gives identical bits and a different key a different output on a
+non-constant batch; float32 and uint8 images keep their dtype and NHWC shape; bad hyperparameters and shapes
+raise ``ValueError``/``TypeError`` naming the argument. References: the unbatched call with the same key (for
+each vmap member), the input itself (a zero-strength member), and the float32 result on the same pixel
+values, rounded, for uint8.
 
 Shapes are small and each function compiles a handful of programs, to keep XLA compile time down.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxreg as jr
 
 RATE = 0.5
 
+
+def _bits(a: jax.Array) -> bytes:
+    return np.asarray(a).tobytes()
+
+
+def _finite(a: jax.Array) -> bool:
+    # numpy, not jnp: an eager jnp op is one more XLA compile per shape and dtype.
+    return bool(np.all(np.isfinite(np.asarray(a, np.float32))))
+
+
+def _bad_value(name: str, bad: float) -> str:
+    """The optax-style message of jaxreg._validate: names the argument, the range and the value."""
+    return rf"{name} must be .*got {name} = {re.escape(str(bad))}"
+
+
+# --- noise --------------------------------------------------------------------------------------------------
+
 # (fn, input shape, name of the strength argument). spatial_dropout needs (batch, *spatial, channels).
 NOISE = [
     pytest.param(jr.dropout, (8, 16), "rate", id="dropout"),
+    pytest.param(functools.partial(jr.dropout, mask_impl="hash"), (8, 16), "rate", id="dropout_hash"),
     pytest.param(jr.spatial_dropout, (2, 4, 16), "rate", id="spatial_dropout"),
     pytest.param(jr.gaussian_dropout, (8, 16), "rate", id="gaussian_dropout"),
     pytest.param(jr.alpha_dropout, (8, 16), "rate", id="alpha_dropout"),
@@ -37,24 +76,18 @@ NOISE = [
     pytest.param(jr.drop_connect, (8, 16), "rate", id="drop_connect"),
 ]
 
-BAD_STRENGTHS = {"rate": [1.0, -0.1, float("nan"), 1.5], "stddev": [-1.0, float("nan")]}
+BAD_STRENGTHS = {"rate": [1.0, -0.1, float("nan"), 1.5], "stddev": [-1.0, -0.1, float("nan")]}
 
 
 def _input(shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(42).normal(size=shape).astype(np.float32)
 
 
-def _bits(a: jax.Array) -> bytes:
-    return np.asarray(a).tobytes()
-
-
-def _finite(a: jax.Array) -> bool:
-    # numpy, not jnp: an eager jnp op is one more XLA compile per shape and dtype.
-    return bool(np.all(np.isfinite(np.asarray(a))))
-
-
 @pytest.mark.parametrize("fn,shape,arg", NOISE)
 def test_noise_contract(fn: Callable, shape, arg):
+    """References: the eager concrete-strength call per key (jit, each vmap member), x itself (strength 0,
+    deterministic), other executions of the same program (same key: same bits; other key: other bits)."""
+
     # One compiled program per function (XLA compile time dominates): the float32 and bfloat16 calls, a vmap
     # over (key, traced strength) and a gradient.
     @jax.jit
@@ -68,9 +101,12 @@ def test_noise_contract(fn: Callable, shape, arg):
 
     x32 = _input(shape)
     x16 = x32.astype(jnp.bfloat16)
-    k0, k1 = jax.random.key(0), jax.random.key(1)
-    keys = jnp.stack([k0, k1, k0])
-    strengths = jnp.array([RATE, RATE, 0.0], jnp.float32)
+    k0, k1, k2 = jax.random.key(0), jax.random.key(1), jax.random.key(2)
+    # Members: (k0, RATE) = the unbatched call, (k1, RATE) another key, (k0, 0.0) the traced-zero identity,
+    # (k2, 0.1) another key and strength.
+    member_keys, member_strengths = (k0, k1, k0, k2), (RATE, RATE, 0.0, 0.1)
+    keys = jnp.stack(member_keys)
+    strengths = jnp.array(member_strengths, jnp.float32)
     y32, y16, batched, grad = program(k0, keys, strengths, x32, x16)
     again = program(k0, keys, strengths, x32, x16)
     other = program(k1, keys, strengths, x32, x16)
@@ -83,31 +119,45 @@ def test_noise_contract(fn: Callable, shape, arg):
         assert _bits(y_other) != _bits(y)
         assert _bits(y) != _bits(x)  # rate/stddev 0.5 does change the input
 
-    # vmap over (key, traced strength): member 0 is the unbatched concrete-strength call for the same key
-    # (up to fusion-dependent rounding), member 1 (another key) differs, and a traced strength of 0 is the
-    # identity.
-    assert batched.shape == (3, *shape) and batched.dtype == jnp.float32
+    # Eager: the same key twice gives the same bits, float32 in and out; jit agrees with it (one compiled
+    # program vs another: fusion may reorder float ops, so 1e-6 rather than bit equality).
+    eager = fn(k0, x32, RATE)
+    assert eager.shape == x32.shape and eager.dtype == x32.dtype
+    np.testing.assert_array_equal(fn(k0, x32, RATE), eager)
+    np.testing.assert_allclose(y32, eager, rtol=1e-6, atol=1e-6)
+
+    # vmap over (key, traced strength): each member is the eager call with that key and concrete strength
+    # (up to fusion-dependent rounding), two keys differ, and a traced strength of 0 is the identity.
+    assert batched.shape == (len(member_keys), *shape) and batched.dtype == jnp.float32
     batched = np.asarray(batched)
+    for member, key, strength in zip(batched, member_keys, member_strengths):
+        np.testing.assert_allclose(member, fn(key, x32, strength), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(batched[0], y32, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(batched[1], other[0], rtol=1e-6, atol=1e-6)
     assert _bits(batched[0]) != _bits(batched[1])
+    assert not np.allclose(batched[0], batched[1])
     np.testing.assert_array_equal(batched[2], x32)
 
     # grad: finite, not identically zero, in x's dtype.
     assert grad.shape == x32.shape and grad.dtype == x32.dtype
     assert _finite(grad) and np.any(np.asarray(grad) != 0)
 
-    # Bad hyperparameters and a missing key raise ValueError naming the problem, before tracing.
+    # Bad hyperparameters, a missing key and integer input raise, naming the problem, before tracing.
     for bad in BAD_STRENGTHS[arg]:
-        with pytest.raises(ValueError, match=arg):
+        with pytest.raises(ValueError, match=rf"{arg} must be in the range .*got {arg} = {re.escape(str(bad))}"):
             fn(k0, x32, bad)
     with pytest.raises(ValueError, match="requires a key"):
         fn(None, x32, RATE)
+    with pytest.raises(TypeError, match="floating dtype"):
+        fn(k0, np.ones(shape, np.int32), RATE)
 
-    # deterministic=True: x back unchanged, no key needed.
+    # deterministic=True (no key needed) and a concrete strength of 0: x itself back, for both dtypes.
     for x in (x32, x16):
         y = fn(None, x, RATE, deterministic=True)
         assert y.dtype == x.dtype and _bits(y) == _bits(x)
+        xj = jnp.asarray(x)
+        assert fn(None, xj, RATE, deterministic=True) is xj
+        assert fn(k0, xj, 0.0) is xj
 
 
 # --- penalties ----------------------------------------------------------------------------------------------
@@ -121,8 +171,6 @@ PENALTIES = [
     pytest.param(jr.activity_l1, id="activity_l1"),
     pytest.param(lambda t: jr.activity_l2(t, batch_mean=True), id="activity_l2"),
 ]
-
-
 def _params(seed: int) -> dict:
     """kernel and bias, plus an all-zero kernel: where |w| and ||w|| have kinks."""
     rng = np.random.default_rng(seed)
@@ -197,3 +245,352 @@ def test_penalty_hyperparameters_bad_concrete_and_traced(call: Callable, name: s
 def test_orthogonal_mode_is_checked():
     with pytest.raises(ValueError, match="mode"):
         jr.orthogonal(_params(0), mode="cols")
+
+
+# --- optax transforms ---------------------------------------------------------------------------------------
+
+LR = 0.5  # the learning rate of the proximal steps, and of the optax.sgd they are chained with
+KERAS_EPSILON = 1e-7  # keras.backend.epsilon(), in Keras' MaxNorm / UnitNorm
+
+
+def _transform_tree(seed: int, scale: float) -> dict:
+    """A (4, 16) kernel whose column norms range from ~0.1 to ~3 (so thresholds and norm bounds cut some units
+    and not others), and a (16,) bias."""
+    rng = np.random.default_rng(seed)
+    return {
+        "dense": {
+            "kernel": (scale * rng.normal(size=(4, 16)) * np.linspace(0.05, 1.5, 16)).astype(np.float32),
+            "bias": (scale * rng.normal(size=16)).astype(np.float32),
+        }
+    }
+
+
+def _soft_threshold(x, t):
+    return np.sign(x) * np.maximum(np.abs(x) - t, 0.0)
+
+
+def _unit_norms(x):
+    """L2 norm over axis 0 (keepdims): one per column of the kernel; the whole bias is one unit."""
+    return np.sqrt(np.sum(x**2, axis=0, keepdims=True))
+
+
+# Reference formulas, numpy, per leaf: (params p, updates u) -> updates out, with x = p + u for the steps that
+# act on the new params. These are the docstrings' one-liners (and Keras' constraint formulas).
+TRANSFORMS = [
+    # (make(mask), reference(p, u), where it goes in a chain, bad hyperparameters: [(make, argument, value)])
+    pytest.param(
+        lambda mask: jr.add_penalty(jr.l2, 0.1, mask=mask),
+        lambda p, u: u + 0.1 * 2 * p,  # d/dw sum(w**2) = 2 w
+        "first",
+        [(lambda v: jr.add_penalty(jr.l2, v), "strength", v) for v in (-1.0, float("nan"))],
+        id="add_penalty",
+    ),
+    pytest.param(
+        lambda mask: jr.proximal_l1(0.5, learning_rate=LR, mask=mask),
+        lambda p, u: _soft_threshold(p + u, LR * 0.5) - p,
+        "last",
+        [(lambda v: jr.proximal_l1(v, learning_rate=LR), "strength", -0.1),
+         (lambda v: jr.proximal_l1(0.5, learning_rate=v), "learning_rate", 0.0)],
+        id="proximal_l1",
+    ),
+    pytest.param(
+        lambda mask: jr.proximal_elastic_net(0.5, l1_ratio=0.5, learning_rate=LR, mask=mask),
+        lambda p, u: _soft_threshold(p + u, LR * 0.5 * 0.5) / (1 + LR * 0.5 * 0.5) - p,
+        "last",
+        [(lambda v: jr.proximal_elastic_net(v, learning_rate=LR), "strength", -0.1),
+         (lambda v: jr.proximal_elastic_net(0.5, l1_ratio=v, learning_rate=LR), "l1_ratio", 1.5),
+         (lambda v: jr.proximal_elastic_net(0.5, l1_ratio=v, learning_rate=LR), "l1_ratio", -0.1),
+         (lambda v: jr.proximal_elastic_net(0.5, learning_rate=v), "learning_rate", -1.0)],
+        id="proximal_elastic_net",
+    ),
+    pytest.param(
+        lambda mask: jr.proximal_group_lasso(0.5, learning_rate=LR, mask=mask),
+        lambda p, u: (p + u) * np.maximum(1 - LR * 0.5 / _unit_norms(p + u), 0.0) - p,
+        "last",
+        [(lambda v: jr.proximal_group_lasso(v, learning_rate=LR), "strength", float("nan")),
+         (lambda v: jr.proximal_group_lasso(0.5, learning_rate=v), "learning_rate", 0.0)],
+        id="proximal_group_lasso",
+    ),
+    pytest.param(
+        lambda mask: jr.max_norm(1.0, mask=mask),
+        lambda p, u: (p + u) * np.clip(_unit_norms(p + u), 0, 1.0) / (KERAS_EPSILON + _unit_norms(p + u)) - p,
+        "last",
+        [(lambda v: jr.max_norm(v), "max_value", v) for v in (0.0, -1.0, float("nan"))],
+        id="max_norm",
+    ),
+    pytest.param(
+        lambda mask: jr.unit_norm(mask=mask),
+        lambda p, u: (p + u) / (KERAS_EPSILON + _unit_norms(p + u)) - p,
+        "last",
+        [],  # no numeric hyperparameter; a bad axis is checked below (a ValueError at update time)
+        id="unit_norm",
+    ),
+    pytest.param(
+        lambda mask: jr.non_negative(mask=mask),
+        lambda p, u: np.maximum(p + u, 0.0) - p,
+        "last",
+        [],  # no hyperparameter
+        id="non_negative",
+    ),
+    pytest.param(
+        lambda mask: jr.weight_decay(0.1, mask=mask),
+        lambda p, u: u + 0.1 * p,  # optax.add_decayed_weights
+        "first",
+        [(lambda v: jr.weight_decay(v), "rate", v) for v in (-1e-4, float("nan"))],
+        id="weight_decay",
+    ),
+]
+
+MASK = {"dense": {"kernel": True, "bias": False}}
+
+
+def _reference(formula: Callable, params: dict, updates: dict) -> dict:
+    return jax.tree.map(lambda p, u: formula(p.astype(np.float64), u.astype(np.float64)), params, updates)
+
+
+def _assert_tree_close(actual, expected, **tol) -> None:
+    assert jax.tree.structure(actual) == jax.tree.structure(expected)
+    jax.tree.map(lambda a, e: np.testing.assert_allclose(np.asarray(a, np.float64), e, **tol), actual, expected)
+
+
+@pytest.mark.parametrize("make,formula,position,bad", TRANSFORMS)
+def test_transform_contract(make: Callable, formula: Callable, position: str, bad: list):
+    """References: the numpy formula of each transform (float32 to 1e-6; bfloat16 to a few bf16 ulps of the
+    formula on the rounded inputs), composed with ``optax.sgd(LR)``'s ``-LR * g`` inside ``optax.chain``."""
+    tx, masked = make(None), make(MASK)
+    # "first" transforms act on gradients, before the optimizer; "last" ones on the step, after it.
+    chain = optax.chain(tx, optax.sgd(LR)) if position == "first" else optax.chain(optax.sgd(LR), tx)
+    for t in (tx, masked, chain):
+        assert isinstance(t, optax.GradientTransformation)
+
+    # One compiled program per transform: init and update, unmasked, masked, bfloat16 and chained.
+    @jax.jit
+    def program(params, updates, params16, updates16):
+        out, _ = tx.update(updates, tx.init(params), params)
+        out_masked, _ = masked.update(updates, masked.init(params), params)
+        out16, _ = tx.update(updates16, tx.init(params16), params16)
+        out_chain, _ = chain.update(updates, chain.init(params), params)
+        return out, out_masked, out16, out_chain
+
+    params, updates = _transform_tree(0, 1.0), _transform_tree(1, 0.3)
+    params16, updates16 = (jax.tree.map(lambda a: a.astype(jnp.bfloat16), t) for t in (params, updates))
+    inputs = jax.tree.map(np.copy, (params, updates, params16, updates16))
+    out, out_masked, out16, out_chain = program(params, updates, params16, updates16)
+    jax.tree.map(np.testing.assert_array_equal, inputs, (params, updates, params16, updates16))  # not mutated
+
+    # The numpy formula; where it puts a parameter on exactly 0 (thresholds, clipping), it lands on 0.0.
+    expected = _reference(formula, params, updates)
+    _assert_tree_close(out, expected, rtol=1e-5, atol=1e-6)
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(out))
+    for p, o, e in zip(jax.tree.leaves(params), jax.tree.leaves(out), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(np.asarray(optax.apply_updates(p, o))[p + e == 0], 0.0)
+
+    # mask: the deselected bias comes back bit for bit; the selected kernel follows the formula.
+    assert _bits(out_masked["dense"]["bias"]) == _bits(updates["dense"]["bias"])
+    np.testing.assert_allclose(out_masked["dense"]["kernel"], expected["dense"]["kernel"], rtol=1e-5, atol=1e-6)
+    assert not np.array_equal(out_masked["dense"]["kernel"], updates["dense"]["kernel"])
+
+    # bfloat16 params and updates: bfloat16 out, the formula on the rounded inputs to a few bf16 ulps.
+    assert all(leaf.dtype == jnp.bfloat16 for leaf in jax.tree.leaves(out16))
+    assert jax.tree.map(np.shape, out16) == jax.tree.map(np.shape, updates)
+    _assert_tree_close(out16, _reference(formula, params16, updates16), rtol=2e-2, atol=2e-2)
+
+    # optax.chain with optax.sgd(LR) (updates -LR * g): the transform before or after it.
+    if position == "first":
+        expected_chain = jax.tree.map(lambda e: -LR * e, expected)
+    else:
+        expected_chain = _reference(formula, params, jax.tree.map(lambda u: -LR * u, updates))
+    _assert_tree_close(out_chain, expected_chain, rtol=1e-5, atol=1e-6)
+
+    # update is pure: two eager calls on the same inputs give the same bits (and the jitted values); the
+    # state passed in is left as it was (count 0), the one returned counts one update.
+    state = tx.init(params)
+    state_bits = [_bits(leaf) for leaf in jax.tree.leaves(state)]
+    first, new_state = tx.update(updates, state, params)
+    second, new_state_again = tx.update(updates, state, params)
+    assert jax.tree.map(_bits, first) == jax.tree.map(_bits, second)
+    assert jax.tree.map(_bits, new_state) == jax.tree.map(_bits, new_state_again)
+    assert [_bits(leaf) for leaf in jax.tree.leaves(state)] == state_bits
+    if "count" in getattr(state, "_fields", ()):  # AddPenaltyState, ProximalState (not optax.EmptyState)
+        assert int(state.count) == 0 and int(new_state.count) == 1
+    _assert_tree_close(first, jax.tree.map(lambda a: np.asarray(a, np.float64), out), rtol=1e-6, atol=1e-7)
+
+    # Bad hyperparameters raise at construction, quoting the argument and the value; update without params
+    # raises (optax's message); an axis too large for a leaf raises when the update is traced.
+    for make_bad, name, value in bad:
+        with pytest.raises(ValueError, match=_bad_value(name, value)):
+            make_bad(value)
+    with pytest.raises(ValueError, match="params"):
+        tx.update(updates, tx.init(params), None)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: jr.proximal_group_lasso(0.5, learning_rate=LR, axis=2), id="proximal_group_lasso"),
+        pytest.param(lambda: jr.max_norm(1.0, axis=2), id="max_norm"),
+        pytest.param(lambda: jr.unit_norm(axis=2), id="unit_norm"),
+    ],
+)
+def test_transform_axis_out_of_range_for_a_leaf(make: Callable):
+    """The per-unit transforms name ``axis`` (a ValueError, when the update is traced) for a leaf too small
+    for it; ``jax.eval_shape`` traces without compiling."""
+    tx, params = make(), _transform_tree(0, 1.0)
+    with pytest.raises(ValueError, match="axis must index the dimensions"):
+        jax.eval_shape(tx.update, params, tx.init(params), params)
+
+
+# --- keyed augmentations ------------------------------------------------------------------------------------
+
+B = 4  # images (B, 8, 8, 3): enough examples that two keys cannot plausibly draw the same flips
+IMAGES = np.random.default_rng(3).random((B, 8, 8, 3)).astype(np.float32)  # non-constant: every pixel differs
+IMAGES_U8 = (IMAGES * 255).astype(np.uint8)
+LABELS = np.eye(B, dtype=np.float32)
+KEY = jax.random.key(0)
+
+
+def _images_only(fn: Callable) -> Callable:
+    return lambda key, x, h: (fn(key, x, h), None)
+
+
+# (fn(key, x, h) -> (images, labels or None), hyperparameter h, the h that is the identity or None,
+#  exact: uint8 output equals the float32 output on the same pixels (pixels copied, not interpolated),
+#  bad calls: [(call, error, what the message names)]).
+AUGMENTATIONS = [
+    pytest.param(
+        _images_only(lambda k, x, h: jr.random_flip(k, x, vertical=True, prob=h)), 0.5, 0.0, True,
+        [(lambda: jr.random_flip(KEY, IMAGES, prob=1.5), ValueError, _bad_value("prob", 1.5)),
+         (lambda: jr.random_flip(KEY, IMAGES, prob=float("nan")), ValueError, _bad_value("prob", float("nan"))),
+         (lambda: jr.random_flip(KEY, IMAGES, horizontal=False), ValueError, "horizontal")],
+        id="random_flip",
+    ),
+    pytest.param(
+        # size and padding are static (shapes depend on them): h is not used, nothing to trace.
+        _images_only(lambda k, x, h: jr.random_crop(k, x, padding=2)), 0.0, None, True,
+        [(lambda: jr.random_crop(KEY, IMAGES, padding=-1), ValueError, "padding"),
+         (lambda: jr.random_crop(KEY, IMAGES, padding=1.5), TypeError, "padding"),
+         (lambda: jr.random_crop(KEY, IMAGES, size=9), ValueError, "size"),
+         (lambda: jr.random_crop(KEY, IMAGES, size=0), ValueError, "size"),
+         (lambda: jr.random_crop(KEY, IMAGES, pad_mode="mirror"), ValueError, "pad_mode")],
+        id="random_crop",
+    ),
+    pytest.param(
+        _images_only(jr.random_rotation), 30.0, 0.0, False,
+        [(lambda: jr.random_rotation(KEY, IMAGES, -1.0), ValueError, _bad_value("max_degrees", -1.0)),
+         (lambda: jr.random_rotation(KEY, IMAGES, (20.0, 10.0)), ValueError, "max_degrees"),
+         (lambda: jr.random_rotation(KEY, IMAGES, (float("nan"), 10.0)), ValueError, "max_degrees"),
+         (lambda: jr.random_rotation(KEY, IMAGES, 10.0, order=3), ValueError, "order"),
+         (lambda: jr.random_rotation(KEY, IMAGES, 10.0, fill_value=jnp.ones(3)), TypeError, "fill_value")],
+        id="random_rotation",
+    ),
+    pytest.param(
+        _images_only(jr.random_zoom), 0.3, 0.0, False,
+        [(lambda: jr.random_zoom(KEY, IMAGES, 1.0), ValueError, _bad_value("zoom_range", 1.0)),
+         (lambda: jr.random_zoom(KEY, IMAGES, -0.1), ValueError, _bad_value("zoom_range", -0.1)),
+         (lambda: jr.random_zoom(KEY, IMAGES, (0.0, 1.2)), ValueError, "zoom_range"),
+         (lambda: jr.random_zoom(KEY, IMAGES, (1.5, 1.2)), ValueError, "zoom_range")],
+        id="random_zoom",
+    ),
+    pytest.param(
+        _images_only(jr.random_translation), 0.25, 0.0, False,
+        [(lambda: jr.random_translation(KEY, IMAGES, 1.5), ValueError, _bad_value("max_fraction", 1.5)),
+         (lambda: jr.random_translation(KEY, IMAGES, (0.1, -0.2)), ValueError, _bad_value("max_fraction", -0.2)),
+         (lambda: jr.random_translation(KEY, IMAGES, (0.1, 0.2, 0.3)), ValueError, "max_fraction")],
+        id="random_translation",
+    ),
+    pytest.param(
+        lambda k, x, h: jr.mixup(k, x, LABELS, h), 0.4, None, False,
+        [(lambda: jr.mixup(KEY, IMAGES, LABELS, 0.0), ValueError, _bad_value("alpha", 0.0)),
+         (lambda: jr.mixup(KEY, IMAGES, LABELS, float("nan")), ValueError, _bad_value("alpha", float("nan"))),
+         (lambda: jr.mixup(KEY, IMAGES, LABELS[:3], 0.4), ValueError, "y_onehot"),
+         (lambda: jr.mixup(KEY, IMAGES, LABELS.astype(np.int32), 0.4), TypeError, "y_onehot")],
+        id="mixup",
+    ),
+    pytest.param(
+        lambda k, x, h: jr.cutmix(k, x, LABELS, h), 1.0, None, True,
+        [(lambda: jr.cutmix(KEY, IMAGES, LABELS, -1.0), ValueError, _bad_value("alpha", -1.0)),
+         (lambda: jr.cutmix(KEY, IMAGES, np.arange(B), 1.0), ValueError, "y_onehot"),
+         (lambda: jr.cutmix(KEY, IMAGES, LABELS.astype(np.int32), 1.0), TypeError, "y_onehot")],
+        id="cutmix",
+    ),
+]
+
+
+@pytest.mark.parametrize("fn,h,identity,exact,bad", AUGMENTATIONS)
+def test_augmentation_contract(fn: Callable, h: float, identity, exact: bool, bad: list):
+    """References: the unbatched call with the same key and hyperparameter (each vmap member), the input itself
+    (a member with the identity hyperparameter), other calls with the same key (bits), and for uint8 the
+    float32 output on the same pixel values, rounded and clipped (the module docstring: integer images are
+    resampled in float32 and cast back)."""
+
+    # One compiled program per function: jit of a vmap over (key, traced h) of the float32 and uint8 calls.
+    # (The unbatched calls below go through the library's own jitted cores, and mixup's and cutmix's Beta
+    # draws through jax.random.loggamma's cache: a Gamma rejection sampler is XLA's slowest compile here.)
+    @jax.jit
+    def program(keys, hs, x32, x8):
+        return jax.vmap(lambda k, v: (fn(k, x32, v), fn(k, x8, v)))(keys, hs)
+
+    k0, k1 = KEY, jax.random.key(1)
+    # Members: (k0, h), (k1, h) another key, (k0, identity) the identity, or (k0, h) again.
+    member_keys = (k0, k1, k0)
+    member_hs = (h, h, h if identity is None else identity)
+    keys, hs = jnp.stack(member_keys), jnp.array(member_hs, jnp.float32)
+    (batched, batched_labels), (batched8, batched_labels8) = program(keys, hs, IMAGES, IMAGES_U8)
+    (again, again_labels), (again8, _) = program(keys, hs, IMAGES, IMAGES_U8)
+    y32, labels = fn(k0, IMAGES, h)
+    y8, labels8 = fn(k0, IMAGES_U8, h)
+
+    # NHWC shape and dtype kept, in and out of vmap; the same key gives identical bits (an execution of the
+    # same program, a second unbatched call), another key a different output.
+    for y, x, y_again, y_other, members in [
+        (y32, IMAGES, fn(k0, IMAGES, h)[0], fn(k1, IMAGES, h)[0], batched),
+        (y8, IMAGES_U8, fn(k0, IMAGES_U8, h)[0], fn(k1, IMAGES_U8, h)[0], batched8),
+    ]:
+        assert y.shape == x.shape and y.dtype == x.dtype
+        assert members.shape == (len(member_keys), *x.shape) and members.dtype == x.dtype
+        assert _bits(y_again) == _bits(y)
+        assert _bits(y_other) != _bits(y)
+        assert _bits(y) != _bits(x)
+        assert _bits(members[0]) != _bits(members[1])
+    assert _bits(again) == _bits(batched) and _bits(again8) == _bits(batched8)
+
+    # vmap members: the unbatched call with that key (float32 up to fusion-dependent rounding; uint8 within one
+    # level, as a .5 may round either way); two keys differ; the identity h returns the input, and k0 with the
+    # same h repeats member 0's bits.
+    batched = np.asarray(batched)
+    for member, key in zip(batched[:2], member_keys):
+        np.testing.assert_allclose(member, fn(key, IMAGES, h)[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(batched8[0], np.float32), np.asarray(y8, np.float32), rtol=0, atol=1)
+    assert not np.allclose(batched[0], batched[1])
+    if identity is not None:
+        np.testing.assert_array_equal(batched[2], IMAGES)
+        np.testing.assert_array_equal(batched8[2], IMAGES_U8)
+    else:
+        assert _bits(batched[2]) == _bits(batched[0]) and _bits(batched8[2]) == _bits(batched8[0])
+
+    # uint8: the float32 result on the same pixel values, rounded and clipped (exact for pixel copies; an
+    # interpolated value that lands on a .5 may round either way, so one level off is allowed there).
+    ref8 = np.clip(np.round(np.asarray(fn(k0, IMAGES_U8.astype(np.float32), h)[0])), 0, 255)
+    if exact:
+        np.testing.assert_array_equal(y8, ref8)
+    else:
+        np.testing.assert_allclose(np.asarray(y8, np.float32), ref8, rtol=0, atol=1)
+
+    # mixup/cutmix labels: the labels' shape and dtype, rows still summing to 1 (a convex mix of one-hots),
+    # the same for the same key, in and out of vmap, whatever the images' dtype.
+    if labels is not None:
+        for ls in (labels, labels8, *batched_labels, *batched_labels8):
+            assert ls.shape == LABELS.shape and ls.dtype == LABELS.dtype
+            np.testing.assert_allclose(np.sum(ls, axis=-1), 1.0, rtol=1e-6)
+        assert _bits(labels8) == _bits(labels) and _bits(again_labels) == _bits(batched_labels)
+        np.testing.assert_allclose(batched_labels[0], labels, rtol=1e-6, atol=1e-6)
+
+    # Bad hyperparameters and shapes raise, naming the argument, before tracing; so do a missing key and
+    # images that are not NHWC.
+    for call, error, match in bad:
+        with pytest.raises(error, match=match):
+            call()
+    with pytest.raises(ValueError, match="requires a key"):
+        fn(None, IMAGES, h)
+    with pytest.raises(ValueError, match="NHWC"):
+        fn(k0, IMAGES[0], h)

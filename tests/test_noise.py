@@ -4,6 +4,8 @@ References: flax.linen.Dropout (masks, zero fraction, scaling, broadcast_dims); 
 for GaussianDropout (multiplier N(1, rate/(1-rate))), AlphaDropout (a, b, alpha' from keras/src/layers/
 regularization/alpha_dropout.py) and GaussianNoise; timm's DropPath and PyTorch Dropout1d/2d/3d semantics;
 numpy formulas for every mean/variance. Statistical checks use fixed keys, large samples and 4-sigma bounds.
+The contract shared by every noise function (jit, vmap over keys and traced rates, grad, dtypes, same key same
+bits, identity at rate 0 and deterministic=True, argument validation) is in tests/test_contract.py.
 """
 
 from __future__ import annotations
@@ -32,45 +34,13 @@ def _within(observed: float, expected: float, std: float) -> bool:
     return abs(observed - expected) <= SIGMAS * std
 
 
-# name -> (function, hyperparameter name, a valid value)
-FUNCS = {
-    "dropout": (jr.dropout, "rate", 0.3),
-    "dropout_hash": (functools.partial(jr.dropout, mask_impl="hash"), "rate", 0.3),
-    "spatial_dropout": (jr.spatial_dropout, "rate", 0.3),
-    "gaussian_dropout": (jr.gaussian_dropout, "rate", 0.3),
-    "alpha_dropout": (jr.alpha_dropout, "rate", 0.3),
-    "gaussian_noise": (jr.gaussian_noise, "stddev", 0.3),
-    "drop_path": (jr.drop_path, "rate", 0.3),
-    "drop_connect": (jr.drop_connect, "rate", 0.3),
-}
 X_SMALL = _randn(7, (8, 4, 16))
 X_FLAX = _randn(1, (64, 16, 256))  # one shape for every flax comparison: flax compiles Threefry per shape
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Contract shared by every function
-
-
-@pytest.mark.parametrize("name", FUNCS)
-def test_contract_jit_vmap_keys_and_traced_rates(name):
-    """jit(vmap over keys and a traced rate/stddev) == per-key concrete calls; same key same bits; different
-    keys different bits; float32 and bfloat16 in, same dtype out."""
-    fn, _, value = FUNCS[name]
-    keys = jax.random.wrap_key_data(np.array([[0, 0], [0, 4], [0, 5]], np.uint32))  # key(0), key(4), key(5)
-    values = (0.1, value, value)
-    batched = jax.jit(jax.vmap(lambda k, v: fn(k, X_SMALL, v)))(keys, jnp.array(values, jnp.float32))
-    batched = np.asarray(batched)
-    eager = fn(KEY, X_SMALL, 0.1)
-    np.testing.assert_array_equal(fn(KEY, X_SMALL, 0.1), eager)
-    for i, (seed, v) in enumerate(zip((0, 4, 5), values)):
-        # one compiled program vs another: fusion may reorder float ops, so 1e-6 rather than bit equality
-        np.testing.assert_allclose(batched[i], fn(jax.random.key(seed), X_SMALL, v), rtol=1e-6, atol=1e-6)
-    assert not np.allclose(batched[1], batched[2])
-    assert eager.shape == X_SMALL.shape and eager.dtype == X_SMALL.dtype
-    # bfloat16 in, bfloat16 out (float16 is covered for dropout below)
-    y = fn(KEY, X_SMALL.astype(jnp.bfloat16), value)
-    assert y.dtype == jnp.bfloat16 and y.shape == X_SMALL.shape
-    assert np.all(np.isfinite(np.asarray(y, np.float32)))
+# dtypes and mask_impl (the contract every noise function keeps, jit/vmap/grad/dtype/keys/validation, is
+# tests/test_contract.py::test_noise_contract)
 
 
 @pytest.mark.parametrize("mask_impl", ["prng", "hash"])
@@ -84,21 +54,6 @@ def test_dropout_float16_and_bfloat16_keep_the_float32_mask(mask_impl):
         y = np.asarray(y, np.float32)
         np.testing.assert_array_equal(y == 0, y32 == 0)
         np.testing.assert_allclose(y, y32, rtol=1e-2, atol=1e-2)
-
-
-@pytest.mark.parametrize("name", FUNCS)
-def test_contract_deterministic_zero_and_bad_hyperparameters(name):
-    fn, arg, value = FUNCS[name]
-    assert fn(None, X_SMALL, value, deterministic=True) is X_SMALL
-    assert fn(KEY, X_SMALL, 0.0) is X_SMALL
-    bad_values = [-0.1, float("nan")] + ([1.0, 1.5] if arg == "rate" else [])
-    for bad in bad_values:
-        with pytest.raises(ValueError, match=rf"{arg} must be in the range .*got {arg} = {bad}"):
-            fn(KEY, X_SMALL, bad)
-    with pytest.raises(ValueError, match="requires a key"):
-        fn(None, X_SMALL, value)
-    with pytest.raises(TypeError, match="floating dtype"):
-        fn(KEY, jnp.ones((8, 4, 16), jnp.int32), value)
 
 
 @pytest.mark.parametrize("mask_impl", ["prng", "hash", "bogus"])

@@ -33,23 +33,17 @@ about 96% test accuracy unregularized; dropout and batch norm still add about a 
 penalties mainly lower the test loss, not the error. The strengths of :data:`DEFAULT_STRENGTHS` were tuned
 on the default setup over seeds 0-2.
 
-**Augmentation**: :func:`jaxreg.make_train_step` has no augmentation hook, so ``augment`` wraps the model's
-``apply_fn``: with ``training=True`` it augments the batch with a key folded from the step's noise key
-(``fold_in(key, 0x61756720)``, a stream the model's dropout never uses), inside the same compiled step;
-evaluation sees the raw images.
-
-**Compilation**: a technique's train step and evaluation are built once per (technique, model, optimizer)
-and cached, so other seeds and resumed runs reuse the compiled programs (early stopping, which acts between
-epochs, shares the baseline's); an epoch is one ``lax.scan``
-(:func:`jaxreg.fit`). **Devices**: the state is replicated and the data split along the example axis over
-every visible device (:mod:`jaxreg.parallel`) when the device count divides the split sizes (otherwise the
-data are replicated); the batch size must be a multiple of the device count. **Checkpoints**: with
-``--checkpoint-dir`` each technique checkpoints every epoch (:mod:`jaxreg.checkpoint`) and a killed run,
-started again with the same arguments, resumes and ends with the identical results.
-
-**Reproducibility**: on a given machine and JAX version, equal arguments give bitwise-identical parameters
-and curves, hence a byte-identical ``results.json`` (:mod:`jaxreg.experiments.report`); timings go to
-``timing.json`` only.
+**Runtime**: compare is a story like the others (:mod:`jaxreg.experiments.runner`): a technique's program
+(:func:`jaxreg.experiments.programs.build_program`, augmentation inside the step) is built once per
+(technique, model, optimizer) and cached (early stopping acts between epochs and shares the baseline's);
+:func:`jaxreg.experiments.runner.train_run` initializes, fits (one compiled program per epoch) and records it.
+**Devices**: the state is replicated and the data split along the example axis over every visible device
+(:mod:`jaxreg.parallel`) when the device count divides the split sizes (otherwise the data are replicated);
+the batch size must be a multiple of the device count. **Checkpoints**: with ``--checkpoint-dir`` each
+technique checkpoints every epoch (:mod:`jaxreg.checkpoint`) and a killed run, started again with the same
+arguments, resumes and ends with the identical results. **Reproducibility**: every key comes from
+``--seed`` (:mod:`jaxreg.experiments.keys`), so equal arguments give a byte-identical ``results.json``;
+timings go to ``timing.json`` only.
 """
 
 from __future__ import annotations
@@ -170,7 +164,7 @@ class Recipe:
     augment: bool = False
 
     def settings(self) -> dict[str, Any]:
-        """The fields that differ from the neutral recipe (what a run record shows as ``recipe``)."""
+        """The fields that differ from the neutral recipe (a run record's ``settings``)."""
         neutral = Recipe()
         return {k: v for k, v in dataclasses.asdict(self).items() if v != getattr(neutral, k)}
 
@@ -457,7 +451,7 @@ def run_compare(
       ``val_accuracy``, ``val_loss``, ``test_accuracy``, ``test_loss``; ``generalization_gap`` (train -
       test accuracy); ``epochs_run`` and ``best_epoch`` (early stopping); ``sparsity`` (fraction of exactly
       zero kernel weights), ``near_zero_fraction`` (``|w| < 1e-3``), ``kernel_l2_norm``, ``num_params``,
-      ``skipped_steps``; ``recipe`` (the technique's settings); ``weight_histogram`` (``edges``/``counts`` of
+      ``skipped_steps``; ``settings`` (the technique's recipe); ``weight_histogram`` (``edges``/``counts`` of
       the final kernel weights); ``history`` (:func:`jaxreg.fit`'s per-epoch lists, with the training set
       also measured in evaluation mode).
 

@@ -1,4 +1,4 @@
-"""Datasets as numpy arrays: bundled digits, synthetic tasks, and TFDS sets read offline (floor 4).
+"""Datasets as numpy arrays: bundled digits, synthetic tasks, and TFDS sets read offline (the lab).
 
 :func:`load` returns ``(x, y)`` numpy arrays for one of three splits, ``"train"``, ``"validation"`` and
 ``"test"``, always the same arrays for the same ``seed``:
@@ -36,9 +36,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import tensorflow_datasets as tfds
 
+from jaxreg._optional import require
 from jaxreg._validate import check_choice, check_in_range, check_positive_int
+from jaxreg.experiments.synthetic import SPLITS, load_synthetic_regression, load_synthetic_sequences
+
+tfds = require("tensorflow_datasets", extra="data", user="jaxreg.experiments.data")
 
 __all__ = [
     "DEFAULT_DATASET",
@@ -54,7 +57,6 @@ __all__ = [
 ]
 
 DEFAULT_DATASET = "digits"
-SPLITS = ("train", "validation", "test")
 
 # Byte-level text: token = byte + 1, so 0 is free for padding.
 _BYTE_VOCAB_SIZE = 257
@@ -187,75 +189,6 @@ def _load_digits(
     parts = split_indices(labels, fractions=(train_fraction, validation_fraction, test_fraction), seed=seed)
     idx = parts[SPLITS.index(split)]
     return images[idx], labels[idx]
-
-
-def _split_rng(seed: int, split: str) -> np.random.Generator:
-    # Stream 0 is reserved for quantities shared by all splits (the regression weights).
-    return np.random.default_rng([seed, 1 + SPLITS.index(split)])
-
-
-def _split_sizes(n_train: int, n_validation: int, n_test: int) -> dict[str, int]:
-    """Validated example counts of a synthetic set's three splits."""
-    return {
-        "train": check_positive_int("n_train", n_train),
-        "validation": check_positive_int("n_validation", n_validation),
-        "test": check_positive_int("n_test", n_test),
-    }
-
-
-def _load_synthetic_regression(
-    split: str,
-    data_dir: Path,
-    seed: int,
-    *,
-    n_train: int = 100,
-    n_validation: int = 1000,
-    n_test: int = 1000,
-    num_features: int = 10,
-    noise_std: float = 0.5,
-) -> tuple[np.ndarray, np.ndarray]:
-    del data_dir
-    sizes = _split_sizes(n_train, n_validation, n_test)
-    num_features = check_positive_int("num_features", num_features)
-    check_in_range("noise_std", noise_std, 0.0, None)
-    weights = np.random.default_rng([seed, 0]).standard_normal((num_features, 1))
-    rng = _split_rng(seed, split)
-    x = rng.standard_normal((sizes[split], num_features))
-    y = x @ weights + noise_std * rng.standard_normal((sizes[split], 1))
-    return x.astype(np.float32), y.astype(np.float32)
-
-
-def _load_synthetic_sequences(
-    split: str,
-    data_dir: Path,
-    seed: int,
-    *,
-    n_train: int = 2000,
-    n_validation: int = 1000,
-    n_test: int = 1000,
-    vocab_size: int = 32,
-    length: int = 16,
-    label_noise: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    del data_dir
-    sizes = _split_sizes(n_train, n_validation, n_test)
-    vocab_size = check_positive_int("vocab_size", vocab_size, minimum=3)
-    length = check_positive_int("length", length, minimum=2)
-    check_in_range("label_noise", label_noise, 0.0, 1.0)
-    n = sizes[split]
-    rng = _split_rng(seed, split)
-    labels = rng.integers(0, 2, n)
-    first = rng.integers(1, vocab_size, n)
-    # The other tokens are uniform over the vocabulary minus {pad, first token} ...
-    rest = rng.integers(1, vocab_size - 1, (n, length - 1))
-    rest += rest >= first[:, None]
-    # ... and positives get the first token once more, at a random position.
-    position = rng.integers(0, length - 1, n)
-    positive = labels == 1
-    rest[positive, position[positive]] = first[positive]
-    flip = rng.random(n) < label_noise
-    tokens = np.concatenate([first[:, None], rest], axis=1)
-    return tokens.astype(np.int32), (labels ^ flip).astype(np.int32)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -485,14 +418,14 @@ def _build_registry() -> dict[str, _Entry]:
             ),
         ),
         "synthetic_regression": _Entry(
-            _load_synthetic_regression,
+            load_synthetic_regression,
             DatasetInfo(
                 "synthetic_regression", (10,), None, "regression", True, 1, "float32", None, "synthetic",
                 "y = x @ w + 0.5 * noise, x ~ N(0, I_10); 100 train, 1000 validation, 1000 test",
             ),
         ),
         "synthetic_sequences": _Entry(
-            _load_synthetic_sequences,
+            load_synthetic_sequences,
             _classification_info(
                 "synthetic_sequences", (16,), 2, "synthetic",
                 "16 tokens in [1, 32); label: does the first token occur again; 2000/1000/1000", 32,

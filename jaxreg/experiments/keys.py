@@ -14,8 +14,9 @@ augmentation        ``fold_in(step_key, AUGMENT_STREAM)`` inside the step (:func
 label noise         ``numpy.random.default_rng([seed, LABEL_NOISE_STREAM])`` (:func:`label_noise_rng`)
 subsets             ``numpy.random.default_rng([seed, i])`` for split ``i`` of ``train``/``validation``/``test``
                     (:func:`subset_rng`; ``--train-size`` / ``--eval-size``)
-dataset splits      :mod:`jaxreg.experiments.data`: ``default_rng(seed)`` (stratified split) and
-                    ``default_rng([seed, 1 + split index])`` (synthetic sets)
+dataset splits      :func:`jaxreg.experiments.data.split_indices`: ``default_rng(seed)`` (the stratified
+                    digits/TFDS splits); :func:`dataset_rng`: ``default_rng([seed, stream])`` (synthetic sets,
+                    :mod:`jaxreg.experiments.synthetic`)
 ==================  ===============================================================================================
 
 Why ``rbg`` for initialization: with the default Threefry keys XLA compiles each truncated-normal draw's
@@ -30,7 +31,7 @@ import jax
 import numpy as np
 
 __all__ = ["AUGMENT_STREAM", "LABEL_NOISE_STREAM", "init_key", "train_key", "augment_key", "label_noise_rng",
-           "subset_rng"]
+           "subset_rng", "dataset_rng"]
 
 AUGMENT_STREAM = 0x61756720
 """``fold_in`` data of the augmentation stream (``b"aug "``), distinct from the model's dropout stream."""
@@ -63,6 +64,11 @@ def augment_key(step_key: jax.Array) -> jax.Array:
 def label_noise_rng(seed: int) -> np.random.Generator:
     """The generator that picks and replaces noisy training labels (``--label-noise``)."""
     return np.random.default_rng([seed, LABEL_NOISE_STREAM])
+
+
+def dataset_rng(seed: int, stream: int) -> np.random.Generator:
+    """The generator of a synthetic dataset's ``stream``: 0 for what the splits share, ``1 + i`` for split ``i``."""
+    return np.random.default_rng([seed, stream])
 
 
 def subset_rng(seed: int, split_index: int) -> np.random.Generator:

@@ -1,0 +1,84 @@
+"""The light core: ``pip install jaxreg`` (no extras) trains a model; the lab names the extra it needs.
+
+Builds a fresh virtual environment from this checkout without any extra (from the package index, as a new
+user would), so it is slow (about a minute) and marked so; ``make test`` and CI run it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CORE_SCRIPT = textwrap.dedent('''
+    import importlib.util
+    import jax, jax.numpy as jnp, numpy as np, optax
+    import jaxreg as jr
+
+    present = [m for m in ("tensorflow_datasets", "matplotlib", "sklearn", "tqdm") if importlib.util.find_spec(m)]
+    assert not present, f"the core install pulled in {present}"
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    y = (x @ np.array([1.0, -1.0, 0.5, 0.0], np.float32) > 0).astype(np.int32)
+    assert jr.dropout(jax.random.key(0), jnp.ones((2, 3)), 0.5).shape == (2, 3)
+    bn_params, bn_state = jr.batch_norm_init(4)
+    out, bn_state = jr.batch_norm(jnp.asarray(x), bn_params, bn_state, training=True)
+    assert out.shape == x.shape
+    assert float(jr.l2({"w": jnp.ones(3)})) == 3.0
+
+    def apply_fn(params, model_state, x, *, key, training):
+        return x @ params["w"], model_state
+
+    tx = optax.sgd(0.5)
+    loss = optax.softmax_cross_entropy_with_integer_labels
+    state = jr.create_train_state({"w": jnp.zeros((4, 2))}, tx, jax.random.key(0))
+    state, history = jr.fit(state, jr.make_train_step(apply_fn, loss, tx), (x, y), epochs=5, batch_size=16,
+                            val_data=(x, y), eval_step=jr.make_eval_step(apply_fn, loss), progress=True,
+                            early_stopping=jr.EarlyStopping(patience=2))
+    assert history["val_accuracy"][-1] > 0.7, history["val_accuracy"]
+    for module in ("jaxreg.experiments", "jaxreg.experiments.data", "jaxreg.experiments.plots"):
+        try:
+            __import__(module)
+        except ImportError as err:
+            assert "pip install 'jaxreg[" in str(err), err
+        else:
+            raise AssertionError(f"{module} imported without its extras")
+    print("core ok")
+''')
+
+
+@pytest.mark.slow
+def test_core_install_has_no_lab_dependencies_and_trains(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is needed to copy the tracked files")
+    source = tmp_path / "src"
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           check=True, capture_output=True, text=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                              str(source)], capture_output=True, text=True, env=env, timeout=900)
+    assert install.returncode == 0, install.stderr[-3000:]
+
+    core = subprocess.run([str(python), "-c", CORE_SCRIPT], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=600)
+    assert core.returncode == 0, core.stdout + core.stderr[-3000:]
+    assert "core ok" in core.stdout
+
+    # The command of the lab exits with one line naming the extra, not a traceback.
+    cli = subprocess.run([str(venv / "bin" / "jaxreg"), "compare"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=300)
+    assert cli.returncode == 1, cli.stderr
+    assert cli.stderr.strip().count("\n") == 0 and "pip install 'jaxreg[" in cli.stderr, cli.stderr
