@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxreg as jr
-from jaxreg.loop import shuffle_key
+from jaxreg.epoch import shuffle_key
 from benchmarks._timing import Result, compile_seconds, time_interleaved
 from benchmarks.train_step import (
     BATCH,

@@ -34,7 +34,9 @@ from jaxreg.augment import (
 )
 from jaxreg.cv import kfold_fit, kfold_indices, kfold_masks, sweep_fit
 from jaxreg.early_stopping import EarlyStopping, EarlyStoppingState
-from jaxreg.loop import fit, fit_members, has_plateau, make_train_epoch, shuffle_key, stack_members, unstack_members
+from jaxreg.epoch import make_train_epoch, shuffle_key
+from jaxreg.loop import fit, fit_members, has_plateau
+from jaxreg.members import stack_members, unstack_members
 from jaxreg.metrics import (
     accuracy,
     generalization_gap,

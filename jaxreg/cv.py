@@ -26,7 +26,8 @@ import numpy as np
 
 from jaxreg._typing import KeyArray, PyTree
 from jaxreg._validate import check_positive_int
-from jaxreg.loop import fit_members, num_members
+from jaxreg.loop import fit_members
+from jaxreg.members import num_members
 from jaxreg.train import TrainState
 
 __all__ = ["kfold_indices", "kfold_masks", "sweep_fit", "kfold_fit"]

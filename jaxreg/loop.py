@@ -1,11 +1,11 @@
-"""The training loop above the step: an epoch as one ``lax.scan``, and ``fit`` / ``fit_members`` over epochs.
+"""The training loop above the step (floor 6): ``fit`` and ``fit_members``, one epoch program for both.
 
 One loop serves one model and ``K`` models. Every epoch is ONE compiled program per member: the scanned
-training epoch (:func:`make_train_epoch`), the weight summary (norms, sparsity, learning rate), the
+training epoch (:func:`jaxreg.make_train_epoch`), the weight summary (norms, sparsity, learning rate), the
 evaluations, and the early-stopping update, all inside ``jax.jit``. :func:`fit` runs that program on one
 :class:`jaxreg.TrainState`; :func:`fit_members` runs the same program under ``jax.vmap`` on states stacked
-along a member axis (k folds, a hyperparameter sweep: :func:`jaxreg.kfold_fit`, :func:`jaxreg.sweep_fit`),
-so member ``i`` computes what ``fit`` computes for it alone, to float tolerance. The host driver between
+along a member axis (:func:`jaxreg.stack_members`; k folds and sweeps: :func:`jaxreg.kfold_fit`,
+:func:`jaxreg.sweep_fit`), so member ``i`` computes what ``fit`` computes for it alone, to float tolerance. The host driver between
 epochs is shared too: it moves the epoch's metrics to the host once, appends the history records, runs
 ``on_epoch_end`` and the progress bar, and ends when every member's stopper says stop.
 
@@ -13,9 +13,9 @@ The compiled epoch is a module-level ``jax.jit`` whose static argument is the lo
 evaluation, stopper, batch size...), so JAX's own compilation cache shares it between ``fit`` calls with the
 same step; the loop keeps no cache of its own.
 
-**Randomness.** Epoch ``e`` is shuffled by ``jax.random.permutation(shuffle_key(state.key, e), n)`` where
-:func:`shuffle_key` folds ``2**32 - 1`` (a value no int32 step number reaches) and then ``e`` into the
-state's key, so the shuffles never meet the steps' noise keys ``fold_in(state.key, step)``.
+**Randomness.** Epoch ``e`` is shuffled by :func:`jaxreg.shuffle_key` ``(state.key, e)`` (:mod:`jaxreg.epoch`),
+a stream the steps' noise keys ``fold_in(state.key, step)`` never meet, so same key, same data -> bitwise the
+same params and history.
 
 **Early stopping and plateaus.** ``state.stopper`` (an :class:`jaxreg.EarlyStoppingState` tracking
 ``{"params", "model_state"}``) is the loop's field of the state: the step never touches it, the epoch program
@@ -39,26 +39,17 @@ import optax
 from jax.typing import ArrayLike
 from optax.contrib import ReduceLROnPlateauState
 
-from jaxreg._typing import KeyArray, MaskOrFn, PyTree
+from jaxreg._typing import MaskOrFn, PyTree
 from jaxreg._validate import check_callable, check_choice, check_positive_int
 from jaxreg.early_stopping import EarlyStopping
+from jaxreg.epoch import make_train_epoch, num_examples
+from jaxreg.members import num_members
 from jaxreg.metrics import generalization_gap, overfitting_score, sparsity, weight_norms
 from jaxreg.select import kernel_mask
 from jaxreg.train import TrainState
 
-__all__ = [
-    "shuffle_key",
-    "make_train_epoch",
-    "fit",
-    "fit_members",
-    "stack_members",
-    "unstack_members",
-    "has_plateau",
-]
+__all__ = ["fit", "fit_members", "has_plateau"]
 
-# fold_in data of the shuffling stream: uint32 max, a value no int32 step number reaches, so the shuffle keys
-# never coincide with a step's noise key fold_in(key, step).
-_SHUFFLE_STREAM = np.uint32(0xFFFFFFFF)
 _INJECT_STATES = (optax.InjectHyperparamsState, optax.InjectStatefulHyperparamsState)
 # monitor -> (group of the epoch program's output, metric name)
 _MONITOR_SOURCES = {
@@ -70,18 +61,6 @@ _MONITOR_SOURCES = {
 
 History = dict[str, list]
 """Per-epoch lists of Python numbers, keyed by metric name (see :func:`fit`)."""
-
-
-def shuffle_key(key: KeyArray, epoch: ArrayLike) -> KeyArray:
-    """The key that shuffles epoch ``epoch``: ``fold_in(fold_in(key, 2**32 - 1), epoch)``.
-
-    Example:
-      >>> import jax
-      >>> import jaxreg as jr
-      >>> jax.random.permutation(jr.shuffle_key(jax.random.key(0), 3), 5).shape
-      (5,)
-    """
-    return jax.random.fold_in(jax.random.fold_in(key, _SHUFFLE_STREAM), epoch)
 
 
 def _is_schedule_state(node: Any) -> bool:
@@ -116,201 +95,6 @@ def _learning_rate(opt_state: PyTree) -> dict[str, jax.Array]:
     if scale is not None:
         out["lr_scale"] = scale
     return out
-
-
-def _num_examples(name: str, *trees: PyTree) -> int:
-    sizes = {np.shape(leaf)[0] for tree in trees for leaf in jax.tree.leaves(tree)}
-    if len(sizes) != 1:
-        raise ValueError(f"x, y and weights of {name} must share their leading (example) axis, got sizes "
-                         f"{sorted(sizes)}.")
-    return sizes.pop()
-
-
-def _epoch_means(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Mean of each stacked step metric over the non-skipped steps (NaN if all skipped); ``skipped`` summed."""
-    skipped = metrics["skipped"]
-    ok = skipped == 0
-    num_ok = jnp.sum(ok).astype(jnp.float32)
-    out = {"skipped": jnp.sum(skipped)}
-    for name, values in metrics.items():
-        if name != "skipped":
-            total = jnp.sum(jnp.where(ok, values, jnp.zeros_like(values)))
-            out[name] = jnp.where(num_ok > 0, total / jnp.maximum(num_ok, 1.0), jnp.nan).astype(values.dtype)
-    return out
-
-
-def make_train_epoch(
-    train_step: Callable[..., tuple[Any, dict[str, jax.Array]]],
-    *,
-    batch_size: int,
-    donate: bool = True,
-    jit: bool = True,
-) -> Callable[..., tuple[Any, dict[str, jax.Array]]]:
-    """Build ``epoch(state, x, y, epoch, weights=None, value=None) -> (state, mean_metrics)``: one ``lax.scan``.
-
-    The ``n`` examples are shuffled by ``jax.random.permutation(shuffle_key(state.key, epoch), n)``; the first
-    ``n // batch_size * batch_size`` indices of the permutation form the batches, in order, and the last
-    ``n % batch_size`` are **dropped** for this epoch (a different subset each epoch), so every batch has the
-    same shape and the whole epoch is one compiled program over data already on the device. ``weights`` and
-    ``value`` are passed to every step (see :func:`jaxreg.make_train_step`).
-
-    Args:
-      train_step: ``step(state, x, y, weights=None, value=None) -> (state, metrics)``, jitted or not
-        (:func:`jaxreg.make_train_step`, with ``jit=False`` to avoid a nested jit).
-      batch_size: examples per step; an int >= 1 and <= ``n``.
-      donate: donate the ``state`` argument of the compiled epoch.
-      jit: return the ``jax.jit``-compiled epoch (default) or the plain function (to ``vmap`` over folds).
-
-    Returns:
-      ``epoch(state, x, y, epoch, weights=None, value=None)``; ``x``/``y`` are arrays (or pytrees of arrays)
-      with a leading example axis, ``epoch`` an int (pass ``jnp.int32(e)`` to reuse one compilation). The
-      metrics are the means of the step metrics over the epoch's non-skipped steps (NaN if every step was
-      skipped), except ``skipped``, the number of skipped steps.
-
-    Raises:
-      ValueError: if ``batch_size`` is not positive, exceeds ``n``, or the leading axes disagree.
-      TypeError: if ``train_step`` is not callable or ``batch_size`` not an int.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, optax
-      >>> import jaxreg as jr
-      >>> def apply_fn(params, model_state, x, *, key, training):
-      ...     return x @ params["w"], model_state
-      >>> tx = optax.sgd(0.1)
-      >>> step = jr.make_train_step(apply_fn, lambda p, y: (p - y) ** 2, tx, jit=False)
-      >>> epoch = jr.make_train_epoch(step, batch_size=4)
-      >>> state = jr.create_train_state({"w": jnp.zeros(3)}, tx, jax.random.key(0))
-      >>> x = jax.random.normal(jax.random.key(1), (10, 3))
-      >>> state, metrics = epoch(state, x, x @ jnp.array([1.0, -1.0, 2.0]), jnp.int32(0))
-      >>> print(int(state.step), sorted(metrics))   # 10 // 4 = 2 steps; 2 examples dropped
-      2 ['grad_norm', 'loss', 'penalty', 'skipped']
-    """
-    check_callable("train_step", train_step)
-    batch_size = check_positive_int("batch_size", batch_size)
-
-    def train_epoch(state, x, y, epoch, weights=None, value=None):
-        n = _num_examples("the training data", x, y, weights)
-        num_batches = n // batch_size
-        if num_batches == 0:
-            raise ValueError(f"batch_size must be <= the number of examples {n}, got batch_size = {batch_size}.")
-        order = jax.random.permutation(shuffle_key(state.key, epoch), n)
-        batches = order[: num_batches * batch_size].reshape(num_batches, batch_size)
-
-        def body(state, idx):
-            take = functools.partial(jnp.take, indices=idx, axis=0)
-            w = None if weights is None else take(jnp.asarray(weights))
-            return train_step(state, jax.tree.map(take, x), jax.tree.map(take, y), w, value)
-
-        state, metrics = jax.lax.scan(body, state, batches)
-        return state, _epoch_means(metrics)
-
-    if not jit:
-        return train_epoch
-    compiled = jax.jit(train_epoch, donate_argnums=(0,) if donate else ())
-
-    @functools.wraps(train_epoch)
-    def jitted_train_epoch(state, x, y, epoch, weights=None, value=None):
-        return compiled(state, x, y, epoch, weights, value)  # fixed arity: one jit cache entry
-
-    return jitted_train_epoch
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Members: stacking states along a leading axis
-# ----------------------------------------------------------------------------------------------------------
-
-
-def stack_members(trees: Sequence[PyTree]) -> PyTree:
-    """Stack equally structured pytrees (one per member) along a new leading member axis.
-
-    Typed ``jax.random`` keys stack like any other leaf. Every leaf of the result is a fresh buffer, so the
-    stacked tree can be donated (:func:`fit_members` donates its ``states``) while the inputs stay valid.
-
-    Args:
-      trees: a non-empty sequence of pytrees with identical structure, shapes and dtypes, e.g. one
-        :class:`jaxreg.TrainState` per member (``[state] * k`` repeats one initial state).
-
-    Returns:
-      A pytree of the same structure whose leaves have a leading axis of length ``len(trees)``.
-
-    Raises:
-      ValueError: if ``trees`` is empty or the structures differ.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, optax
-      >>> import jaxreg as jr
-      >>> state = jr.create_train_state({"w": jnp.zeros(2)}, optax.sgd(0.1), jax.random.key(0))
-      >>> states = jr.stack_members([state] * 3)
-      >>> states.params["w"].shape, states.key.shape, states.step
-      ((3, 2), (3,), Array([0, 0, 0], dtype=int32))
-      >>> jr.unstack_members(states)[2].params["w"]
-      Array([0., 0.], dtype=float32)
-    """
-    trees = list(trees)
-    if not trees:
-        raise ValueError("stack_members needs at least one pytree, got an empty sequence.")
-    try:
-        return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
-    except ValueError as err:
-        raise ValueError(f"stack_members needs pytrees of identical structure: {err}") from None
-
-
-def unstack_members(tree: PyTree) -> list[PyTree]:
-    """Split a pytree stacked along a leading member axis into one pytree per member.
-
-    Args:
-      tree: a pytree whose leaves all have the same leading length ``K`` (e.g. the states returned by
-        :func:`fit_members`).
-
-    Returns:
-      A list of ``K`` pytrees, member ``i`` holding ``leaf[i]`` of every leaf.
-
-    Raises:
-      ValueError: if the tree has no leaves or the leading lengths differ.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> import jaxreg as jr
-      >>> [m["w"].tolist() for m in jr.unstack_members({"w": jnp.arange(4.0).reshape(2, 2)})]
-      [[0.0, 1.0], [2.0, 3.0]]
-    """
-    num = num_members("tree", tree)
-    return [jax.tree.map(lambda a, i=i: a[i], tree) for i in range(num)]
-
-
-def num_members(name: str, tree: PyTree, expected: int | None = None) -> int:
-    """The common leading (member) length of every leaf of ``tree``.
-
-    Args:
-      name: the argument's name, for messages.
-      tree: a pytree stacked along a leading member axis.
-      expected: if given, the length every leaf must have.
-
-    Returns:
-      The leading length.
-
-    Raises:
-      ValueError: naming ``name``, if the tree has no array leaves, a leaf is a scalar, the leading lengths
-        differ, or they are not ``expected``.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from jaxreg.loop import num_members
-      >>> num_members("hparams", {"l2": jnp.zeros(4), "rate": jnp.ones(4)})
-      4
-    """
-    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(tree)}
-    if not sizes:
-        raise ValueError(f"{name} has no array leaves; expected a pytree stacked along a member axis.")
-    if None in sizes or len(sizes) != 1:
-        raise ValueError(
-            f"every leaf of {name} must have the same leading (member) axis, got leading lengths "
-            f"{sorted(s for s in sizes if s is not None)}{' and scalars' if None in sizes else ''}."
-        )
-    found = sizes.pop()
-    if expected is not None and found != expected:
-        raise ValueError(f"every leaf of {name} must have a leading member axis of length {expected}, got {found}.")
-    return found
 
 
 def _fresh(tree: PyTree) -> PyTree:
@@ -525,7 +309,7 @@ def _data(name: str, data: Any, *, weights_allowed: bool) -> tuple[Any, Any, jax
     x, y, w = (*data, None) if len(data) == 2 else data
     as_array = functools.partial(jax.tree.map, jnp.asarray)
     x, y, w = as_array(x), as_array(y), None if w is None else jnp.asarray(w)
-    _num_examples(name, x, y, w)
+    num_examples(name, x, y, w)
     return x, y, w
 
 
@@ -549,7 +333,7 @@ def fit(
     """Train for epochs ``initial_epoch .. epochs - 1`` and record a per-epoch history.
 
     Each epoch is one compiled program (the loop's; see the module docstring): the shuffled, scanned training
-    epoch (:func:`make_train_epoch`, last partial batch dropped), the evaluation on ``val_data``, the weight
+    epoch (:func:`jaxreg.make_train_epoch`, last partial batch dropped), the evaluation on ``val_data``, the weight
     summary and the early-stopping update. The metrics come to the host once per epoch for the history record
     and ``on_epoch_end``. Same state (key) and data give bitwise identical params and history.
 
@@ -682,7 +466,7 @@ def fit_members(
     examples of a fold, not ``batch_size``.
 
     Args:
-      states: the members' states stacked along a leading axis of length ``K`` (:func:`stack_members`);
+      states: the members' states stacked along a leading axis of length ``K`` (:func:`jaxreg.stack_members`);
         donated to the compiled program. Stoppers are initialized here (per member) when ``states.stopper``
         is None and ``early_stopping`` is given.
       train_step: a step ``step(state, x, y, weights=None, value=None)`` (:func:`jaxreg.make_train_step`,
@@ -707,7 +491,7 @@ def fit_members(
         the next epoch (copy or finish saving what you keep), e.g. a :mod:`jaxreg.checkpoint` hook.
 
     Returns:
-      ``(states, histories)``: the final states, stacked (:func:`unstack_members` splits them), and a list of
+      ``(states, histories)``: the final states, stacked (:func:`jaxreg.unstack_members` splits them), and a list of
       ``K`` history dicts with the keys and meaning of :func:`jaxreg.fit`'s, member ``i``'s ending with the
       epoch at which its stopper said stop.
 
@@ -751,11 +535,11 @@ def fit_members(
     if hparams is not None:
         num_members("hparams", hparams, num)
     x, y, _ = _data("train_data", train_data, weights_allowed=False)
-    train_w = _member_weights("train_weights", train_weights, num, _num_examples("train_data", x, y))
+    train_w = _member_weights("train_weights", train_weights, num, num_examples("train_data", x, y))
     xv = yv = val_w = None
     if val_data is not None:
         xv, yv, _ = _data("val_data", val_data, weights_allowed=False)
-        val_w = _member_weights("val_weights", val_weights, num, _num_examples("val_data", xv, yv))
+        val_w = _member_weights("val_weights", val_weights, num, num_examples("val_data", xv, yv))
     cfg = _LoopConfig(train_step, hparams is not None, batch_size, eval_step, val_data is not None,
                       bool(eval_train), early_stopping, monitor, _static(norms_mask))
     return _run_loop(
@@ -764,12 +548,10 @@ def fit_members(
         callback_histories=lambda histories: histories)
 
 
-def _member_weights(name: str, weights: ArrayLike | None, num: int, num_examples: int) -> jax.Array | None:
+def _member_weights(name: str, weights: ArrayLike | None, num: int, count: int) -> jax.Array | None:
     if weights is None:
         return None
     w = jnp.asarray(weights)
-    if w.shape != (num, num_examples):
-        raise ValueError(
-            f"{name} must have shape (num_members, num_examples) = ({num}, {num_examples}), got shape {w.shape}."
-        )
+    if w.shape != (num, count):
+        raise ValueError(f"{name} must have shape (num_members, num_examples) = ({num}, {count}), got shape {w.shape}.")
     return w.astype(jnp.float32) if w.dtype == jnp.bool_ else w

@@ -448,25 +448,50 @@ IMAGES_U8 = (IMAGES * 255).astype(np.uint8)
 LABELS = np.eye(B, dtype=np.float32)
 KEY = jax.random.key(0)
 
+# name -> fn(key, images, h) -> (images, labels or None), h the hyperparameter that may be traced.
+AUGMENT_FNS = {
+    "random_flip": lambda k, x, h: (jr.random_flip(k, x, vertical=True, prob=h), None),
+    # size and padding are static (shapes depend on them): h is not used, there is nothing to trace.
+    "random_crop": lambda k, x, h: (jr.random_crop(k, x, padding=2), None),
+    "random_rotation": lambda k, x, h: (jr.random_rotation(k, x, h), None),
+    "random_zoom": lambda k, x, h: (jr.random_zoom(k, x, h), None),
+    "random_translation": lambda k, x, h: (jr.random_translation(k, x, h), None),
+    "mixup": lambda k, x, h: jr.mixup(k, x, LABELS, h),
+    "cutmix": lambda k, x, h: jr.cutmix(k, x, LABELS, h),
+}
 
-def _images_only(fn: Callable) -> Callable:
-    return lambda key, x, h: (fn(key, x, h), None)
+# Functions compiled into one program. mixup and cutmix split their key the same way and draw the same Beta
+# weights, so XLA compiles their Gamma rejection sampler (the slowest compile here, ~2 s) once for both.
+PROGRAM_GROUPS = {"mixup": ("mixup", "cutmix"), "cutmix": ("mixup", "cutmix")}
 
 
-# (fn(key, x, h) -> (images, labels or None), hyperparameter h, the h that is the identity or None,
-#  exact: uint8 output equals the float32 output on the same pixels (pixels copied, not interpolated),
-#  bad calls: [(call, error, what the message names)]).
+@functools.cache
+def _augment_program(names: tuple[str, ...]) -> Callable:
+    """One jitted program per group: the unbatched float32 and uint8 calls and a vmap over (key, traced h)."""
+
+    @jax.jit
+    def program(key, keys, h, hs, x32, x8):
+        out = {}
+        for name in names:
+            fn = AUGMENT_FNS[name]
+            out[name] = (fn(key, x32, h), fn(key, x8, h), jax.vmap(lambda k, v: fn(k, x32, v))(keys, hs))
+        return out
+
+    return program
+
+
+# (name, h, the h that is the identity or None, exact: uint8 output equals the float32 output on the same
+#  pixels (pixels copied, not interpolated), bad calls: [(call, error, what the message names)]).
 AUGMENTATIONS = [
     pytest.param(
-        _images_only(lambda k, x, h: jr.random_flip(k, x, vertical=True, prob=h)), 0.5, 0.0, True,
+        "random_flip", 0.5, 0.0, True,
         [(lambda: jr.random_flip(KEY, IMAGES, prob=1.5), ValueError, _bad_value("prob", 1.5)),
          (lambda: jr.random_flip(KEY, IMAGES, prob=float("nan")), ValueError, _bad_value("prob", float("nan"))),
          (lambda: jr.random_flip(KEY, IMAGES, horizontal=False), ValueError, "horizontal")],
         id="random_flip",
     ),
     pytest.param(
-        # size and padding are static (shapes depend on them): h is not used, nothing to trace.
-        _images_only(lambda k, x, h: jr.random_crop(k, x, padding=2)), 0.0, None, True,
+        "random_crop", 0.0, None, True,
         [(lambda: jr.random_crop(KEY, IMAGES, padding=-1), ValueError, "padding"),
          (lambda: jr.random_crop(KEY, IMAGES, padding=1.5), TypeError, "padding"),
          (lambda: jr.random_crop(KEY, IMAGES, size=9), ValueError, "size"),
@@ -475,7 +500,7 @@ AUGMENTATIONS = [
         id="random_crop",
     ),
     pytest.param(
-        _images_only(jr.random_rotation), 30.0, 0.0, False,
+        "random_rotation", 30.0, 0.0, False,
         [(lambda: jr.random_rotation(KEY, IMAGES, -1.0), ValueError, _bad_value("max_degrees", -1.0)),
          (lambda: jr.random_rotation(KEY, IMAGES, (20.0, 10.0)), ValueError, "max_degrees"),
          (lambda: jr.random_rotation(KEY, IMAGES, (float("nan"), 10.0)), ValueError, "max_degrees"),
@@ -484,7 +509,7 @@ AUGMENTATIONS = [
         id="random_rotation",
     ),
     pytest.param(
-        _images_only(jr.random_zoom), 0.3, 0.0, False,
+        "random_zoom", 0.3, 0.0, False,
         [(lambda: jr.random_zoom(KEY, IMAGES, 1.0), ValueError, _bad_value("zoom_range", 1.0)),
          (lambda: jr.random_zoom(KEY, IMAGES, -0.1), ValueError, _bad_value("zoom_range", -0.1)),
          (lambda: jr.random_zoom(KEY, IMAGES, (0.0, 1.2)), ValueError, "zoom_range"),
@@ -492,14 +517,14 @@ AUGMENTATIONS = [
         id="random_zoom",
     ),
     pytest.param(
-        _images_only(jr.random_translation), 0.25, 0.0, False,
+        "random_translation", 0.25, 0.0, False,
         [(lambda: jr.random_translation(KEY, IMAGES, 1.5), ValueError, _bad_value("max_fraction", 1.5)),
          (lambda: jr.random_translation(KEY, IMAGES, (0.1, -0.2)), ValueError, _bad_value("max_fraction", -0.2)),
          (lambda: jr.random_translation(KEY, IMAGES, (0.1, 0.2, 0.3)), ValueError, "max_fraction")],
         id="random_translation",
     ),
     pytest.param(
-        lambda k, x, h: jr.mixup(k, x, LABELS, h), 0.4, None, False,
+        "mixup", 0.4, None, False,
         [(lambda: jr.mixup(KEY, IMAGES, LABELS, 0.0), ValueError, _bad_value("alpha", 0.0)),
          (lambda: jr.mixup(KEY, IMAGES, LABELS, float("nan")), ValueError, _bad_value("alpha", float("nan"))),
          (lambda: jr.mixup(KEY, IMAGES, LABELS[:3], 0.4), ValueError, "y_onehot"),
@@ -507,7 +532,7 @@ AUGMENTATIONS = [
         id="mixup",
     ),
     pytest.param(
-        lambda k, x, h: jr.cutmix(k, x, LABELS, h), 1.0, None, True,
+        "cutmix", 1.0, None, True,
         [(lambda: jr.cutmix(KEY, IMAGES, LABELS, -1.0), ValueError, _bad_value("alpha", -1.0)),
          (lambda: jr.cutmix(KEY, IMAGES, np.arange(B), 1.0), ValueError, "y_onehot"),
          (lambda: jr.cutmix(KEY, IMAGES, LABELS.astype(np.int32), 1.0), TypeError, "y_onehot")],
@@ -516,77 +541,64 @@ AUGMENTATIONS = [
 ]
 
 
-@pytest.mark.parametrize("fn,h,identity,exact,bad", AUGMENTATIONS)
-def test_augmentation_contract(fn: Callable, h: float, identity, exact: bool, bad: list):
-    """References: the unbatched call with the same key and hyperparameter (each vmap member), the input itself
-    (a member with the identity hyperparameter), other calls with the same key (bits), and for uint8 the
-    float32 output on the same pixel values, rounded and clipped (the module docstring: integer images are
-    resampled in float32 and cast back)."""
-
-    # One compiled program per function: jit of a vmap over (key, traced h) of the float32 and uint8 calls.
-    # (The unbatched calls below go through the library's own jitted cores, and mixup's and cutmix's Beta
-    # draws through jax.random.loggamma's cache: a Gamma rejection sampler is XLA's slowest compile here.)
-    @jax.jit
-    def program(keys, hs, x32, x8):
-        return jax.vmap(lambda k, v: (fn(k, x32, v), fn(k, x8, v)))(keys, hs)
-
+@pytest.mark.parametrize("name,h,identity,exact,bad", AUGMENTATIONS)
+def test_augmentation_contract(name: str, h: float, identity, exact: bool, bad: list):
+    """References: the unbatched jitted call with the same key (each vmap member), the input itself (a member
+    with the identity hyperparameter), other executions of the same program (bits), and for uint8 the float32
+    output on the same pixel values, rounded and clipped (the module docstring: integer images are resampled
+    in float32 and cast back)."""
+    program = _augment_program(PROGRAM_GROUPS.get(name, (name,)))
     k0, k1 = KEY, jax.random.key(1)
-    # Members: (k0, h), (k1, h) another key, (k0, identity) the identity, or (k0, h) again.
+    # Members: (k0, h) = the unbatched call, (k1, h) another key, (k0, identity) the identity, or (k0, h) again.
     member_keys = (k0, k1, k0)
     member_hs = (h, h, h if identity is None else identity)
     keys, hs = jnp.stack(member_keys), jnp.array(member_hs, jnp.float32)
-    (batched, batched_labels), (batched8, batched_labels8) = program(keys, hs, IMAGES, IMAGES_U8)
-    (again, again_labels), (again8, _) = program(keys, hs, IMAGES, IMAGES_U8)
-    y32, labels = fn(k0, IMAGES, h)
-    y8, labels8 = fn(k0, IMAGES_U8, h)
 
-    # NHWC shape and dtype kept, in and out of vmap; the same key gives identical bits (an execution of the
-    # same program, a second unbatched call), another key a different output.
-    for y, x, y_again, y_other, members in [
-        (y32, IMAGES, fn(k0, IMAGES, h)[0], fn(k1, IMAGES, h)[0], batched),
-        (y8, IMAGES_U8, fn(k0, IMAGES_U8, h)[0], fn(k1, IMAGES_U8, h)[0], batched8),
-    ]:
+    def run(key, x32):
+        return program(key, keys, jnp.float32(h), hs, x32, IMAGES_U8)[name]
+
+    (y32, labels), (y8, labels8), (batched, batched_labels) = run(k0, IMAGES)
+    again, other = run(k0, IMAGES), run(k1, IMAGES)
+
+    # NHWC shape and dtype kept; the same key gives identical bits (another execution), another key a different
+    # output.
+    for i, (y, x) in enumerate([(y32, IMAGES), (y8, IMAGES_U8)]):
         assert y.shape == x.shape and y.dtype == x.dtype
-        assert members.shape == (len(member_keys), *x.shape) and members.dtype == x.dtype
-        assert _bits(y_again) == _bits(y)
-        assert _bits(y_other) != _bits(y)
+        assert _bits(again[i][0]) == _bits(y)
+        assert _bits(other[i][0]) != _bits(y)
         assert _bits(y) != _bits(x)
-        assert _bits(members[0]) != _bits(members[1])
-    assert _bits(again) == _bits(batched) and _bits(again8) == _bits(batched8)
-
-    # vmap members: the unbatched call with that key (float32 up to fusion-dependent rounding; uint8 within one
-    # level, as a .5 may round either way); two keys differ; the identity h returns the input, and k0 with the
-    # same h repeats member 0's bits.
-    batched = np.asarray(batched)
-    for member, key in zip(batched[:2], member_keys):
-        np.testing.assert_allclose(member, fn(key, IMAGES, h)[0], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(batched8[0], np.float32), np.asarray(y8, np.float32), rtol=0, atol=1)
-    assert not np.allclose(batched[0], batched[1])
-    if identity is not None:
-        np.testing.assert_array_equal(batched[2], IMAGES)
-        np.testing.assert_array_equal(batched8[2], IMAGES_U8)
-    else:
-        assert _bits(batched[2]) == _bits(batched[0]) and _bits(batched8[2]) == _bits(batched8[0])
 
     # uint8: the float32 result on the same pixel values, rounded and clipped (exact for pixel copies; an
-    # interpolated value that lands on a .5 may round either way, so one level off is allowed there).
-    ref8 = np.clip(np.round(np.asarray(fn(k0, IMAGES_U8.astype(np.float32), h)[0])), 0, 255)
+    # interpolated value that lands on a .5 may round either way in another compiled computation, so one level
+    # off is allowed there).
+    ref8 = np.clip(np.round(np.asarray(run(k0, IMAGES_U8.astype(np.float32))[0][0])), 0, 255)
     if exact:
         np.testing.assert_array_equal(y8, ref8)
     else:
         np.testing.assert_allclose(np.asarray(y8, np.float32), ref8, rtol=0, atol=1)
 
+    # vmap over (key, traced h): members are the unbatched calls with those keys (up to fusion-dependent
+    # rounding); two keys differ; the identity h returns the input, or k0 with the same h repeats member 0.
+    assert batched.shape == (len(member_keys), *IMAGES.shape) and batched.dtype == jnp.float32
+    batched = np.asarray(batched)
+    np.testing.assert_allclose(batched[0], y32, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(batched[1], other[0][0], rtol=1e-6, atol=1e-6)
+    assert not np.allclose(batched[0], batched[1])
+    np.testing.assert_array_equal(batched[2], IMAGES if identity is not None else batched[0])
+
     # mixup/cutmix labels: the labels' shape and dtype, rows still summing to 1 (a convex mix of one-hots),
-    # the same for the same key, in and out of vmap, whatever the images' dtype.
+    # the same for the same key, whatever the images' dtype, in and out of vmap.
     if labels is not None:
-        for ls in (labels, labels8, *batched_labels, *batched_labels8):
+        for ls in (labels, labels8, *batched_labels):
             assert ls.shape == LABELS.shape and ls.dtype == LABELS.dtype
             np.testing.assert_allclose(np.sum(ls, axis=-1), 1.0, rtol=1e-6)
-        assert _bits(labels8) == _bits(labels) and _bits(again_labels) == _bits(batched_labels)
+        assert _bits(again[0][1]) == _bits(labels) and _bits(labels8) == _bits(labels)
         np.testing.assert_allclose(batched_labels[0], labels, rtol=1e-6, atol=1e-6)
+        assert not np.allclose(batched_labels[0], batched_labels[1])
 
     # Bad hyperparameters and shapes raise, naming the argument, before tracing; so do a missing key and
     # images that are not NHWC.
+    fn = AUGMENT_FNS[name]
     for call, error, match in bad:
         with pytest.raises(error, match=match):
             call()

@@ -29,7 +29,8 @@ from jaxreg.experiments.arguments import UsageError
 from jaxreg.experiments.keys import init_key, label_noise_rng, subset_rng, train_key
 from jaxreg.experiments.programs import Program, SweepProgram, sweep_hparams
 from jaxreg.experiments.records import run_record
-from jaxreg.loop import fit, fit_members, stack_members
+from jaxreg.loop import fit, fit_members
+from jaxreg.members import stack_members
 from jaxreg.train import create_train_state
 
 __all__ = [
