@@ -16,16 +16,17 @@ Optax transforms (``jr.add_penalty``, the ``proximal_*`` steps, the constraints,
 ``optax.GradientTransformation``s whose ``init``/``update`` run under ``jax.jit`` and inside ``optax.chain``;
 ``update`` is pure (same inputs, same output bits; the input state is left as it was); float32 and bfloat16
 params/updates keep their dtype; with a ``mask`` the deselected leaves' updates come back bit for bit; bad
-hyperparameters raise a ``ValueError`` naming the argument. Reference: a one-line numpy formula per
-transform (soft thresholding, clipping, ...), and the same formula composed with ``optax.sgd`` for the chain.
+hyperparameters raise a ``ValueError`` naming the argument, and so do an ``update`` without params and an
+``axis`` too large for a leaf. Reference: a one-line numpy formula per transform (soft thresholding,
+clipping, ...), and the same formula composed with ``optax.sgd`` for the chain.
 
 Keyed augmentations (``jr.random_flip``, ``random_crop``, ``random_rotation``, ``random_zoom``,
 ``random_translation``, ``mixup``, ``cutmix``): run under ``jax.jit`` and ``jax.vmap`` over keys (with a
 traced hyperparameter); the same key gives identical bits and a different key a different output on a
 non-constant batch; float32 and uint8 images keep their dtype and NHWC shape; bad hyperparameters and shapes
-raise ``ValueError``/``TypeError`` naming the argument. References: the unbatched call with the same key (for
-each vmap member), the input itself (a zero-strength member), and the float32 result on the same pixel
-values, rounded, for uint8.
+raise ``ValueError``/``TypeError`` naming the argument. References: the unbatched jitted call with the same
+key (for each vmap member), the input itself (a member with a zero-strength hyperparameter), other
+executions of the same program (bits), and for uint8 the float32 result on the same pixel values, rounded.
 
 Shapes are small and each function compiles a handful of programs, to keep XLA compile time down.
 """

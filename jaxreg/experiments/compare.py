@@ -1,9 +1,8 @@
 """``jaxreg compare``: train one model per regularization technique and compare how each generalizes.
 
-Every technique trains the same architecture from the same initial parameters, on the same data split and
-the same shuffled batches, with the same optimizer, and differs only in its regularizer. Each run records its
-per-epoch curves (the training set measured in evaluation mode vs. the validation set) and its final accuracy
-and loss on train, validation and test; the generalization gap is train accuracy minus test accuracy.
+Every technique trains the same architecture from the same initial parameters, on the same batches, with the
+same optimizer, and differs only in its regularizer. Each run records its per-epoch curves and its final
+accuracy and loss on train, validation and test; the generalization gap is train minus test accuracy.
 
 Techniques (``--techniques``: comma-separated items; ``+`` combines techniques, ``=`` sets a strength)::
 
@@ -33,17 +32,15 @@ about 96% test accuracy unregularized; dropout and batch norm still add about a 
 penalties mainly lower the test loss, not the error. The strengths of :data:`DEFAULT_STRENGTHS` were tuned
 on the default setup over seeds 0-2.
 
-**Runtime**: compare is a story like the others (:mod:`jaxreg.experiments.runner`): a technique's program
+**Runtime**: compare is a story like the others: a technique's program
 (:func:`jaxreg.experiments.programs.build_program`, augmentation inside the step) is built once per
-(technique, model, optimizer) and cached (early stopping acts between epochs and shares the baseline's);
-:func:`jaxreg.experiments.runner.train_run` initializes, fits (one compiled program per epoch) and records it.
-**Devices**: the state is replicated and the data split along the example axis over every visible device
-(:mod:`jaxreg.parallel`) when the device count divides the split sizes (otherwise the data are replicated);
-the batch size must be a multiple of the device count. **Checkpoints**: with ``--checkpoint-dir`` each
-technique checkpoints every epoch (:mod:`jaxreg.checkpoint`) and a killed run, started again with the same
-arguments, resumes and ends with the identical results. **Reproducibility**: every key comes from
-``--seed`` (:mod:`jaxreg.experiments.keys`), so equal arguments give a byte-identical ``results.json``;
-timings go to ``timing.json`` only.
+(technique, model, optimizer) and cached, and :func:`jaxreg.experiments.runner.train_run` trains and records
+it. **Devices**: the state is replicated and the data split over every visible device (:mod:`jaxreg.parallel`)
+when the device count divides the split sizes (else replicated); the batch size must be a multiple of the
+device count. **Checkpoints**: with ``--checkpoint-dir`` each technique checkpoints every epoch and a killed
+run, started again with the same arguments, resumes to the identical results. **Reproducibility**: every key
+comes from ``--seed`` (:mod:`jaxreg.experiments.keys`): equal arguments give a byte-identical
+``results.json``; timings go to ``timing.json`` only.
 """
 
 from __future__ import annotations
@@ -399,10 +396,13 @@ def _shift_images(key: jax.Array, x: jax.Array) -> jax.Array:
 def _cached_program(recipe: Recipe, model: str, optimizer: str, learning_rate: float,
                     hidden_sizes: tuple[int, ...], info: _data.DatasetInfo) -> programs.Program:
     config = CompareConfig(model=model, hidden_sizes=hidden_sizes)
-    module = _models.build_model(model, num_outputs=info.num_outputs, input_dtype=info.input_dtype,
-                                 vocab_size=info.vocab_size, **_model_options(recipe, config))
-    return programs.build_program(module, _optimizer(recipe, optimizer, learning_rate), penalties=_penalties(recipe),
-                                  augment_fn=_shift_images if recipe.augment else None)
+    build = functools.partial(_models.build_model, model, num_outputs=info.num_outputs, input_dtype=info.input_dtype,
+                              vocab_size=info.vocab_size)
+    # Noise rates create no variables: every technique with the same layers shares one compiled initializer.
+    init_module = build(**_model_options(Recipe(batch_norm=recipe.batch_norm), config))
+    return programs.build_program(build(**_model_options(recipe, config)), _optimizer(recipe, optimizer, learning_rate),
+                                  penalties=_penalties(recipe), augment_fn=_shift_images if recipe.augment else None,
+                                  init_module=init_module)
 
 
 def _program(recipe: Recipe, config: CompareConfig, info: _data.DatasetInfo) -> programs.Program:
