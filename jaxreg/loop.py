@@ -5,8 +5,8 @@ training epoch (:func:`jaxreg.make_train_epoch`), the weight summary (norms, spa
 evaluations, and the early-stopping update, all inside ``jax.jit``. :func:`fit` runs that program on one
 :class:`jaxreg.TrainState`; :func:`fit_members` runs the same program under ``jax.vmap`` on states stacked
 along a member axis (:func:`jaxreg.stack_members`; k folds and sweeps: :func:`jaxreg.kfold_fit`,
-:func:`jaxreg.sweep_fit`), so member ``i`` computes what ``fit`` computes for it alone, to float tolerance. The host driver between
-epochs is shared too: it moves the epoch's metrics to the host once, appends the history records, runs
+:func:`jaxreg.sweep_fit`), so member ``i`` computes what ``fit`` computes for it alone, to float tolerance.
+The host driver between epochs is shared too: it moves the epoch's metrics to the host once, appends the history records, runs
 ``on_epoch_end`` and the progress bar, and ends when every member's stopper says stop.
 
 The compiled epoch is a module-level ``jax.jit`` whose static argument is the loop's configuration (step,
@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax

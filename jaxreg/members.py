@@ -6,6 +6,8 @@ result, and :func:`num_members` checks that a stacked argument has the member ax
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np

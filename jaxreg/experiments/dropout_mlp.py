@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from jaxreg.experiments import Experiment, arguments, models, plots, programs, register, report, runner
+from jaxreg.experiments import Experiment, arguments, plots, programs, register, report, runner
 
 __all__ = ["DEFAULT_HIDDEN_SIZES", "add_arguments", "run", "EXPERIMENT"]
 

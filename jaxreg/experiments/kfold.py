@@ -34,7 +34,6 @@ from jaxreg.experiments import (
     UsageError,
     arguments,
     keys,
-    models,
     plots,
     programs,
     records,

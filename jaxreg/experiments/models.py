@@ -33,9 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxreg import noise
 from jaxreg._validate import check_choice, check_in_range, check_positive_int
 from jaxreg.flax import linen as jrl
-from jaxreg import noise
 
 __all__ = ["MODELS", "MLP", "SweepMLP", "RegularizedCNN", "TransformerClassifier", "build_model", "sinusoidal_positions"]
 

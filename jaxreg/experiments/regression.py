@@ -27,7 +27,6 @@ from jaxreg.experiments import (
     Experiment,
     UsageError,
     arguments,
-    models,
     plots,
     programs,
     records,

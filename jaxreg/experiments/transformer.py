@@ -22,7 +22,6 @@ and prints a table.
 from __future__ import annotations
 
 import argparse
-import functools
 
 import optax
 
