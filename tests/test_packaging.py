@@ -53,6 +53,34 @@ CORE_SCRIPT = textwrap.dedent('''
 ''')
 
 
+def test_import_jaxreg_loads_no_optional_dependency():
+    """``import jaxreg`` and a jr.fit-ready namespace load none of the lab's dependencies, nor the adapters."""
+    code = ("import sys, jaxreg as jr; jr.fit, jr.fit_members, jr.kfold_fit, jr.Penalty; "
+            "print(sorted(m for m in ('matplotlib', 'tensorflow_datasets', 'sklearn', 'tqdm', 'orbax', "
+            "'jaxreg.experiments', 'jaxreg.flax', 'jaxreg.checkpoint') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_public_names_resolve_and_lazy_names_load_on_use():
+    import jaxreg as jr
+
+    assert len(set(jr.__all__)) == len(jr.__all__)
+    for name in jr.__all__:
+        assert getattr(jr, name) is not None, name
+    assert jr.linen_apply.__module__ == "jaxreg.flax.linen" and jr.nnx_apply.__module__ == "jaxreg.flax.nnx"
+    assert jr.data.__name__ == "jaxreg.experiments.data" and jr.plots.__name__ == "jaxreg.experiments.plots"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        jr.nope  # noqa: B018
+
+
+def test_require_names_the_extra():
+    from jaxreg._optional import require
+
+    with pytest.raises(ImportError, match=r"needs no-such-dist, which is not installed: pip install 'jaxreg\[data\]'"):
+        require("no-such-dist", extra="data", user="this test")
+
+
 @pytest.mark.slow
 def test_core_install_has_no_lab_dependencies_and_trains(tmp_path):
     if shutil.which("git") is None:
