@@ -16,7 +16,7 @@ KeyArray = jax.Array
 """A ``jax.random`` key: new-style typed key (``jax.random.key``) or legacy uint32[2] (``PRNGKey``)."""
 
 class ApplyFn(Protocol):
-    """The engine's model contract: ``apply_fn(params, model_state, x, *, key, training) -> (outputs, new_model_state)``.
+    """The engine's model contract: ``apply_fn(params, model_state, x, *, key, training) -> (outputs, state)``.
 
     See :mod:`jaxreg.train`; :func:`jaxreg.flax.linen.linen_apply` and :func:`jaxreg.flax.nnx.nnx_apply` build one.
     """

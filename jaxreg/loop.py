@@ -6,8 +6,8 @@ evaluations, and the early-stopping update, all inside ``jax.jit``. :func:`fit` 
 :class:`jaxreg.TrainState`; :func:`fit_members` runs the same program under ``jax.vmap`` on states stacked
 along a member axis (:func:`jaxreg.stack_members`; k folds and sweeps: :func:`jaxreg.kfold_fit`,
 :func:`jaxreg.sweep_fit`), so member ``i`` computes what ``fit`` computes for it alone, to float tolerance.
-The host driver between epochs is shared too: it moves the epoch's metrics to the host once, appends the history records, runs
-``on_epoch_end`` and the progress bar, and ends when every member's stopper says stop.
+The host driver between epochs is shared too: it moves the epoch's metrics to the host once, appends the
+history records, runs ``on_epoch_end`` and the progress bar, and ends when every member's stopper says stop.
 
 The compiled epoch is a module-level ``jax.jit`` whose static argument is the loop's configuration (step,
 evaluation, stopper, batch size...), so JAX's own compilation cache shares it between ``fit`` calls with the

@@ -23,6 +23,9 @@ from pathlib import Path
 import pytest
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+# One worker runs this whole file (make test: pytest -n 2 --dist loadgroup): the module fixture that runs every
+# example takes about a minute, and each xdist worker would otherwise run it again.
+pytestmark = pytest.mark.xdist_group("examples")
 
 # The last line each example prints, as a regular expression.
 EXPECTED = {

@@ -22,8 +22,8 @@ starts with ``_`` are skipped), so no other file needs editing::
     register(Experiment("my_story", "One line shown by `jaxreg experiment --help`.", add_arguments, run))
 
 Contract of ``run(args) -> int`` (the CLI enforces the rest): raise :class:`UsageError` for a bad argument
-(the CLI prints its one-line message and exits with status 2), let :class:`jaxreg.experiments.data.DatasetUnavailableError`
-propagate (printed as its paragraph, exit 1), return 0 on success. Results go to ``args.out`` through
+(the CLI prints its one-line message and exits with status 2), let
+:class:`jaxreg.experiments.data.DatasetUnavailableError` propagate (printed as its paragraph, exit 1), return 0 on success. Results go to ``args.out`` through
 :mod:`jaxreg.experiments.report`, whose ``results.json`` is byte-identical for equal arguments; tables go
 to stdout, progress to stderr (``args.quiet`` silences it).
 """

@@ -39,26 +39,24 @@ class UsageError(ValueError):
 COMMON_RESULT_EXCLUDES = ("out", "checkpoint_dir", "quiet", "experiment", "command")
 
 
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: an integer >= 1 (argparse's ``type=int`` would accept 0 and -3)."""
+def _integer(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer >= 1 (argparse's ``type=int`` would accept 0 and -3)."""
+    return _integer(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """An ``argparse`` type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
-    return value
+    return _integer(text, 0)
 
 
 def fraction(text: str) -> float:

@@ -182,9 +182,8 @@ def run(args: argparse.Namespace) -> int:
     ])
     figures = {"curves.png": plots.plot_curves(runs, metrics=("accuracy", "loss"), mark_best=True,
                                                  title=f"CNN on {args.dataset}")}
-    report.write_outputs(args.out, result, title="A regularized CNN", report=body, figures=figures)
-    print(report.format_table(runs, _COLUMNS))
-    return 0
+    return report.publish(args.out, result, title="A regularized CNN", report=body, figures=figures,
+                          columns=_COLUMNS)
 
 
 EXPERIMENT = register(Experiment(

@@ -469,8 +469,8 @@ def run_compare(
     """
     techniques, info = _check_config(config)
     mesh = parallel.data_mesh()
-    splits = runner.load_splits(config.dataset, seed=config.seed, data_dir=config.data_dir, batch_size=config.batch_size,
-                              label_noise=config.label_noise, mesh=mesh)
+    splits = runner.load_splits(config.dataset, seed=config.seed, data_dir=config.data_dir,
+                                batch_size=config.batch_size, label_noise=config.label_noise, mesh=mesh)
     root = None if checkpoint_dir is None else _prepare_checkpoint_dir(checkpoint_dir, config)
     records = []
     for index, (label, recipe) in enumerate(techniques):

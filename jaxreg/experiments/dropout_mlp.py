@@ -90,9 +90,8 @@ def run(args: argparse.Namespace) -> int:
     ])
     figures = {"curves.png": plots.plot_curves(runs, metrics=("accuracy", "loss"),
                                                  title=f"MLP {architecture} on {args.dataset}")}
-    report.write_outputs(args.out, result, title="Dropout in an MLP", report=body, figures=figures)
-    print(report.format_table(runs, _COLUMNS))
-    return 0
+    return report.publish(args.out, result, title="Dropout in an MLP", report=body, figures=figures,
+                          columns=_COLUMNS)
 
 
 EXPERIMENT = register(Experiment(

@@ -149,9 +149,8 @@ def run(args: argparse.Namespace) -> int:
         f"--patience {args.patience} --seed {args.seed}`",
     ])
     figures = {"early_stopping.png": _plot(fixed, restored)}
-    report.write_outputs(args.out, result, title="Early stopping", report=body, figures=figures)
-    print(report.format_table(runs, _COLUMNS))
-    return 0
+    return report.publish(args.out, result, title="Early stopping", report=body, figures=figures,
+                          columns=_COLUMNS)
 
 
 def _plot(fixed: dict, stopped: dict):

@@ -37,7 +37,8 @@ from jaxreg import noise
 from jaxreg._validate import check_choice, check_in_range, check_positive_int
 from jaxreg.flax import linen as jrl
 
-__all__ = ["MODELS", "MLP", "SweepMLP", "RegularizedCNN", "TransformerClassifier", "build_model", "sinusoidal_positions"]
+__all__ = ["MODELS", "MLP", "SweepMLP", "RegularizedCNN", "TransformerClassifier", "build_model",
+           "sinusoidal_positions"]
 
 MODELS = ("mlp", "cnn", "transformer")
 _DROPOUT_KINDS = ("dropout", "gaussian")

@@ -119,10 +119,8 @@ def run(args: argparse.Namespace) -> int:
     ])
     figures = {"sparsity.png": _plot_fractions(runs),
                "weights.png": plots.weight_distributions(runs, columns=len(runs))}
-    report.write_outputs(args.out, result, title="L1, L2, elastic net and proximal L1", report=body,
-                          figures=figures)
-    print(report.format_table(runs, _COLUMNS))
-    return 0
+    return report.publish(args.out, result, title="L1, L2, elastic net and proximal L1", report=body, figures=figures,
+                          columns=_COLUMNS)
 
 
 def _plot_fractions(runs: list[dict]):

@@ -34,6 +34,7 @@ __all__ = [
     "config_markdown",
     "log",
     "write_outputs",
+    "publish",
 ]
 
 
@@ -243,8 +244,8 @@ def write_outputs(out: str | os.PathLike, result: Mapping[str, Any], *, title: s
       result: JSON-ready results (``config``, ``runs``...).
       title: the report's title.
       report: the Markdown body of ``report.md`` (after the title).
-      figures: ``{file name: matplotlib Figure}``; each is saved as a PNG in ``out`` (:func:`jaxreg.experiments.plots.save`,
-        no timestamps).
+      figures: ``{file name: matplotlib Figure}``; each is saved as a PNG in ``out``
+        (:func:`jaxreg.experiments.plots.save`, no timestamps).
 
     Returns:
       The paths written.
@@ -260,3 +261,19 @@ def write_outputs(out: str | os.PathLike, result: Mapping[str, Any], *, title: s
     for name, figure in dict(figures).items():
         written.append(plots.save(figure, out / name, dpi=figure.dpi))
     return written
+
+
+def publish(out: str | os.PathLike, result: Mapping[str, Any], *, title: str, report: str,
+            figures: Mapping[str, Any] = (), columns: Sequence[Column] = COMPARE_COLUMNS) -> int:
+    """The end of a story: :func:`write_outputs`, then the runs' table (``columns``) on stdout; returns 0.
+
+    Args:
+      out, result, title, report, figures: as :func:`write_outputs`.
+      columns: the table's columns (:func:`columns`).
+
+    Returns:
+      0, the story's exit status.
+    """
+    write_outputs(out, result, title=title, report=report, figures=figures)
+    print(format_table(result["runs"], columns))
+    return 0

@@ -58,7 +58,7 @@ _EVAL_CHUNK = 2_048
 
 
 class Splits(NamedTuple):
-    """The three splits of a dataset as device arrays, with its metadata (and the clean train labels under label noise)."""
+    """The three splits of a dataset as device arrays, its metadata, and the clean train labels under label noise."""
 
     info: _data.DatasetInfo
     train: tuple[jax.Array, jax.Array]

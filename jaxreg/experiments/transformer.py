@@ -135,9 +135,8 @@ def run(args: argparse.Namespace) -> int:
     ])
     figures = {"curves.png": plots.plot_curves(runs, metrics=("accuracy", "loss"),
                                                  title=f"Transformer on {args.dataset}")}
-    report.write_outputs(args.out, result, title="A regularized transformer", report=body, figures=figures)
-    print(report.format_table(runs, _COLUMNS))
-    return 0
+    return report.publish(args.out, result, title="A regularized transformer", report=body, figures=figures,
+                          columns=_COLUMNS)
 
 
 EXPERIMENT = register(Experiment(
