@@ -9,8 +9,8 @@ Many models in one program: :func:`kfold_fit` (``k`` folds, optionally crossed w
 :func:`sweep_fit` (one member per hyperparameter setting) are thin layers over :func:`jaxreg.fit_members`
 (:mod:`jaxreg.loop`), which trains stacked :class:`jaxreg.TrainState` s as one ``jax.vmap``-ped program, each
 member with its own key, per-example weights (fold masks), traced hyperparameters and early stopper. Member
-``i`` of a run equals ``jr.fit`` of that member alone, to float tolerance. Whether it is faster than training the members one
-after the other depends on the size of the model and the device: ``benchmarks/sweep.py`` measures it.
+``i`` of a run equals ``jr.fit`` of that member alone, to float tolerance. Whether it is faster than training
+the members one after the other depends on the model and the device: ``benchmarks/sweep.py`` measures it.
 """
 
 from __future__ import annotations

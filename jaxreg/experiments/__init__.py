@@ -1,4 +1,4 @@
-"""Registered experiments ("stories") that the ``jaxreg`` command runs (floor 7).
+"""The lab (floor 7): registered experiments ("stories") that the ``jaxreg`` command runs, and their runtime.
 
 An experiment is a named, reproducible piece of work with its own command-line arguments: ``jaxreg
 experiment NAME [ARGS]`` runs it, and ``jaxreg compare [ARGS]`` is the shortcut for the flagship one,
@@ -7,25 +7,30 @@ imported; every public module of ``jaxreg/experiments/`` is imported by :func:`l
 starts with ``_`` are skipped), so no other file needs editing::
 
     # jaxreg/experiments/my_story.py
-    from jaxreg.experiments import Experiment, UsageError, add_common_arguments, register
+    from jaxreg.experiments import Experiment, arguments, register, report, runner
 
     def add_arguments(parser):
-        add_common_arguments(parser, epochs=20, out="runs/my_story")
+        arguments.add_story_arguments(parser, epochs=20, out="runs/my_story")
         parser.add_argument("--strength", type=float, default=1e-3)
 
     def run(args) -> int:
-        if args.strength < 0:
-            raise UsageError(f"--strength must be >= 0, got {args.strength}")
-        ...  # train, then report.write_results(args.out, config, runs)
-        return 0
+        info = arguments.check_story_arguments(args)
+        arguments.check_number("--strength", args.strength)       # UsageError: exit 2, one line
+        splits = runner.load_splits(args.dataset, seed=args.seed, batch_size=args.batch_size)
+        runs = [...]                                               # runner.train_run(...) per variant
+        result = {"config": arguments.config_of(args), "runs": runs}
+        return report.publish(args.out, result, title="My story", report="...")
 
     register(Experiment("my_story", "One line shown by `jaxreg experiment --help`.", add_arguments, run))
 
 Contract of ``run(args) -> int`` (the CLI enforces the rest): raise :class:`UsageError` for a bad argument
 (the CLI prints its one-line message and exits with status 2), let
-:class:`jaxreg.experiments.data.DatasetUnavailableError` propagate (printed as its paragraph, exit 1), return 0 on success. Results go to ``args.out`` through
-:mod:`jaxreg.experiments.report`, whose ``results.json`` is byte-identical for equal arguments; tables go
-to stdout, progress to stderr (``args.quiet`` silences it).
+:class:`jaxreg.experiments.data.DatasetUnavailableError` propagate (printed as its paragraph, exit 1), return
+0 on success. A story is built on the lab's runtime: :mod:`~jaxreg.experiments.arguments` (options and
+checks), :mod:`~jaxreg.experiments.keys` (every random stream), :mod:`~jaxreg.experiments.runner` (data on
+the device, runs), :mod:`~jaxreg.experiments.records` (run records) and :mod:`~jaxreg.experiments.report`
+(``results.json``, byte-identical for equal arguments; tables to stdout, progress to stderr unless
+``args.quiet``; :func:`~jaxreg.experiments.report.publish` ends a story).
 """
 
 from __future__ import annotations
