@@ -97,11 +97,6 @@ def _learning_rate(opt_state: PyTree) -> dict[str, jax.Array]:
     return out
 
 
-def _fresh(tree: PyTree) -> PyTree:
-    # The epoch program donates the state: it must alias neither the caller's arrays nor itself.
-    return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The epoch program, shared by fit (one member) and fit_members (vmapped)
 # ----------------------------------------------------------------------------------------------------------
@@ -234,7 +229,8 @@ def _run_loop(cfg: _LoopConfig, states: TrainState, *, vmapped: bool, num: int, 
     each = jax.vmap if vmapped else (lambda fn, **_: fn)
     stopping = cfg.early_stopping
     if stopping is not None and states.stopper is None:
-        states = states.replace(stopper=_fresh(each(stopping.init)(_tracked(states))))
+        # init copies what it tracks (no aliased buffers), so the state can still be donated.
+        states = states.replace(stopper=each(stopping.init)(_tracked(states)))
 
     value = None
     if cfg.has_val and has_plateau(states.opt_state):
