@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/jaxreg compare --dataset digits --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -13,19 +13,18 @@ far above chance and close to scikit-learn's ``KMeans`` (the independent referen
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
-# One worker runs this whole file (make test: pytest -n 2 --dist loadgroup): the module fixture that runs every
-# example takes about a minute, and each xdist worker would otherwise run it again.
-pytestmark = pytest.mark.xdist_group("examples")
 
 # The last line each example prints, as a regular expression.
 EXPECTED = {
@@ -67,18 +66,27 @@ with open(out_path, "w") as f:
 """
 
 
-@pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
-    """``{name: (status, stdout)}`` of every example run with ``--tiny``."""
+@functools.cache
+def _run_examples() -> dict[str, tuple[int, str]]:
+    # Cached in the process, not only in the module fixture: an xdist worker whose queue runs dry tears module
+    # fixtures down, and running every example again costs about a minute (make test sends each test file to
+    # one worker: --dist loadfile).
     paths = [str(EXAMPLES_DIR / f"{name}.py") for name in EXPECTED]
-    out = tmp_path_factory.mktemp("examples") / "outputs.json"
     env = dict(os.environ)
     env.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
-    proc = subprocess.run([sys.executable, "-c", _DRIVER, str(out), *paths], env=env, capture_output=True,
-                          text=True, timeout=600, cwd=EXAMPLES_DIR.parent)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "outputs.json"
+        proc = subprocess.run([sys.executable, "-c", _DRIVER, str(out), *paths], env=env, capture_output=True,
+                              text=True, timeout=600, cwd=EXAMPLES_DIR.parent)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results = json.loads(out.read_text())
     return {Path(path).stem: (r["status"], r["stdout"]) for path, r in results.items()}
+
+
+@pytest.fixture(scope="module")
+def outputs():
+    """``{name: (status, stdout)}`` of every example run with ``--tiny``."""
+    return _run_examples()
 
 
 def test_every_example_is_tested():

@@ -50,10 +50,15 @@ RUN_KEYS = {"technique", "settings", "train_loss", "val_loss", "test_loss", "gen
             "history"}
 
 
+# Per process, not per fixture: an xdist worker whose queue runs dry tears module fixtures down, and make test
+# sends each test file to one worker (--dist loadfile), so each story runs once.
+_STORY_RUNS: dict = {}
+
+
 @pytest.fixture(scope="module")
 def story(tmp_path_factory):
     """``story(name) -> (out_dir, results)``: run the story once at its tiny size and load its results."""
-    done = {}
+    done = _STORY_RUNS
 
     def run(name: str):
         if name not in done:
