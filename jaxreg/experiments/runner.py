@@ -127,10 +127,15 @@ def load_splits(dataset: str, *, seed: int, data_dir: str | None = None, train_s
       :class:`Splits`.
 
     Raises:
-      UsageError: a batch size larger than the training set.
+      UsageError: a batch size larger than the training set, or ``label_noise`` outside ``[0, 1)`` or on a
+        regression dataset.
       jaxreg.experiments.data.DatasetUnavailableError: a TFDS set that is not prepared offline.
     """
     info = _data.info(dataset, data_dir=data_dir)
+    if not 0.0 <= label_noise < 1.0:
+        raise UsageError(f"--label-noise must be in [0, 1), got {label_noise:g}")
+    if label_noise and info.task != "classification":
+        raise UsageError(f"--label-noise needs a classification dataset, {dataset!r} is {info.task}")
     arrays = {}
     for stream, split in enumerate(_data.SPLITS):
         x, y = _data.load(dataset, split=split, seed=seed, data_dir=data_dir, **options)
