@@ -13,7 +13,7 @@ checkpoints intact and, at worst, a temporary directory that the next run delete
 ``max_to_keep`` checkpoints are kept.
 
 Resuming is exact because every random stream of :func:`jaxreg.fit` is a function of the root key and the
-epoch/step numbers (see :mod:`jaxreg.train`): restoring the state after epoch ``e`` and calling ``fit``
+epoch/step numbers (:mod:`jaxreg.train`, :mod:`jaxreg.epoch`): restoring the state after epoch ``e`` and calling ``fit``
 with ``initial_epoch=e + 1`` replays exactly the shuffles, dropout masks and updates the uninterrupted run
 would have done, and the reduce-on-plateau value is the restored model's validation loss, which is the value
 that run carried over. So a run killed and started again with the same arguments ends with bitwise identical
@@ -323,8 +323,7 @@ def resumable_fit(
     early_stopping = fit_kwargs.get("early_stopping")
     if early_stopping is not None and state.stopper is None:
         # As fit would, but before restoring: the template must have the stopper that the checkpoints hold.
-        stopper = early_stopping.init({"params": state.params, "model_state": state.model_state})
-        state = state.replace(stopper=jax.tree.map(lambda a: jnp.array(a, copy=True), stopper))
+        state = state.replace(stopper=early_stopping.init({"params": state.params, "model_state": state.model_state}))
     with CheckpointHook(directory, max_to_keep=max_to_keep, every=every) as hook:
         state, history, initial_epoch = hook.restore_or_init(state)
         stopped = early_stopping is not None and state.stopper is not None and bool(state.stopper.should_stop)

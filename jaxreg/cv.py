@@ -26,6 +26,7 @@ import numpy as np
 
 from jaxreg._typing import KeyArray, PyTree
 from jaxreg._validate import check_positive_int
+from jaxreg.epoch import num_examples
 from jaxreg.loop import fit_members
 from jaxreg.members import num_members
 from jaxreg.train import TrainState
@@ -288,10 +289,7 @@ def kfold_fit(
     if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
         raise TypeError(f"data must be a tuple (x, y) or (x, y, weights), got data = {type(data).__name__}.")
     x, y = data[0], data[1]
-    sizes = {np.shape(leaf)[0] for leaf in jax.tree.leaves((x, y))}
-    if len(sizes) != 1:
-        raise ValueError(f"x and y of data must share their leading (example) axis, got sizes {sorted(sizes)}.")
-    n = sizes.pop()
+    n = num_examples("data", x, y)
     masks = kfold_masks(n, k, key=key)
     train_w = masks.astype(np.float32)
     val_w = (~masks).astype(np.float32)

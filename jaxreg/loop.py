@@ -10,8 +10,10 @@ The host driver between epochs is shared too: it moves the epoch's metrics to th
 history records, runs ``on_epoch_end`` and the progress bar, and ends when every member's stopper says stop.
 
 The compiled epoch is a module-level ``jax.jit`` whose static argument is the loop's configuration (step,
-evaluation, stopper, batch size...), so JAX's own compilation cache shares it between ``fit`` calls with the
-same step; the loop keeps no cache of its own.
+evaluation, stopper, batch size, mask...), so JAX's own compilation cache shares it between ``fit`` calls with
+the same step (build the step once and reuse it); the loop keeps no cache of its own. JAX's cache holds each
+configuration (the step's closure included) for the process' lifetime: a long search that builds thousands
+of distinct steps can free them with ``jax.clear_caches()``.
 
 **Randomness.** Epoch ``e`` is shuffled by :func:`jaxreg.shuffle_key` ``(state.key, e)`` (:mod:`jaxreg.epoch`),
 a stream the steps' noise keys ``fold_in(state.key, step)`` never meet, so same key, same data -> bitwise the
@@ -102,17 +104,27 @@ def _learning_rate(opt_state: PyTree) -> dict[str, jax.Array]:
 # ----------------------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _ByIdentity:
-    """Hashes and compares an unhashable static value (a mask pytree) by identity."""
+class _StaticKey:
+    """An unhashable static value (a mask pytree, a callable dataclass) as a jit cache key.
 
-    value: Any
+    Pytrees of hashable leaves compare by content (``(treedef, leaves)``), so equal masks share one compiled
+    program and a mask mutated in place between calls gets its own; anything else compares by identity.
+    """
+
+    def __init__(self, value: Any):
+        self.value = value
+        leaves, treedef = jax.tree.flatten(value)
+        try:
+            self._key: Any = (treedef, tuple(leaves))
+            hash(self._key)
+        except TypeError:
+            self._key = id(value)
 
     def __hash__(self) -> int:
-        return id(self.value)
+        return hash(self._key)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _ByIdentity) and other.value is self.value
+        return isinstance(other, _StaticKey) and other._key == self._key
 
 
 def _static(value: Any) -> Any:
@@ -120,11 +132,11 @@ def _static(value: Any) -> Any:
         hash(value)
         return value
     except TypeError:
-        return _ByIdentity(value)
+        return _StaticKey(value)
 
 
 def _unwrap(value: Any) -> Any:
-    return value.value if isinstance(value, _ByIdentity) else value
+    return value.value if isinstance(value, _StaticKey) else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,17 +167,18 @@ def _tracked(state: TrainState) -> dict[str, PyTree]:
     return {"params": state.params, "model_state": state.model_state}
 
 
-def _member_epoch(cfg: _LoopConfig, state, hparams, train_w, val_w, value, x, y, xv, yv, epoch):
+def _member_epoch(cfg: _LoopConfig, freeze: bool, state, hparams, train_w, val_w, value, x, y, xv, yv, epoch):
     """One epoch of one member: train, summarize, evaluate, update its stopper; a stopped member is frozen."""
-    step = cfg.train_step(hparams) if cfg.has_hparams else cfg.train_step
+    train_step, eval_step = _unwrap(cfg.train_step), _unwrap(cfg.eval_step)
+    step = train_step(hparams) if cfg.has_hparams else train_step
     train_epoch = make_train_epoch(step, batch_size=cfg.batch_size, jit=False)
     new_state, train_metrics = train_epoch(state, x, y, epoch, train_w, value)
     out = {"train": train_metrics, "summary": _summary(new_state.params, new_state.opt_state,
                                                        _unwrap(cfg.norms_mask))}
     if cfg.has_val:
-        out["val"] = cfg.eval_step(new_state, xv, yv, val_w)
+        out["val"] = eval_step(new_state, xv, yv, val_w)
     if cfg.eval_train:
-        out["train_eval"] = cfg.eval_step(new_state, x, y, train_w)
+        out["train_eval"] = eval_step(new_state, x, y, train_w)
     if cfg.early_stopping is not None:
         group, name = _MONITOR_SOURCES[cfg.monitor]
         if name not in out.get(group, {}):
@@ -173,10 +186,11 @@ def _member_epoch(cfg: _LoopConfig, state, hparams, train_w, val_w, value, x, y,
                              "accuracy is recorded only for integer labels and (..., classes) outputs.")
         stopper = cfg.early_stopping.update(new_state.stopper, out[group][name], _tracked(new_state))
         new_state = new_state.replace(stopper=stopper)
-        # A member whose stopper already said stop is frozen: its whole state (params, optimizer, stopper,
-        # step counter) is selected back, as if its own loop had ended.
-        frozen = state.stopper.should_stop
-        new_state = jax.tree.map(lambda old, new: jnp.where(frozen, old, new), state, new_state)
+        if freeze:
+            # A member whose stopper already said stop is frozen: its whole state (params, optimizer, stopper,
+            # step counter) is selected back, as if its own loop had ended. (fit alone just stops looping.)
+            frozen = state.stopper.should_stop
+            new_state = jax.tree.map(lambda old, new: jnp.where(frozen, old, new), state, new_state)
     return new_state, out
 
 
@@ -185,7 +199,7 @@ _IN_AXES = (0, 0, 0, 0, 0, None, None, None, None, None)  # per member: state, h
 
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2,))
 def _epoch_program(cfg: _LoopConfig, vmapped: bool, state, hparams, train_w, val_w, value, x, y, xv, yv, epoch):
-    member = functools.partial(_member_epoch, cfg)
+    member = functools.partial(_member_epoch, cfg, vmapped)
     if vmapped:
         member = jax.vmap(member, in_axes=_IN_AXES)
     return member(state, hparams, train_w, val_w, value, x, y, xv, yv, epoch)
@@ -236,11 +250,11 @@ def _run_loop(cfg: _LoopConfig, states: TrainState, *, vmapped: bool, num: int, 
     if cfg.has_val and has_plateau(states.opt_state):
         # Every step of epoch e gets the validation loss after epoch e - 1 (before training, for the first).
         in_axes = (0, None, None, 0 if val_w is not None else None)
-        value = each(cfg.eval_step, in_axes=in_axes)(states, xv, yv, val_w)["loss"]
+        value = each(_unwrap(cfg.eval_step), in_axes=in_axes)(states, xv, yv, val_w)["loss"]
 
     histories: list[History] = [{} for _ in range(num)]
     active = np.ones(num, dtype=bool)
-    if states.stopper is not None:
+    if stopping is not None:  # a stopper left in the state by an earlier run does not stop this one
         active = ~np.atleast_1d(np.asarray(jax.device_get(states.stopper.should_stop)))
     epoch_range = range(initial_epoch, epochs)
     bar = _progress_bar(progress, epoch_range, "fit_members" if vmapped else "fit")
@@ -262,7 +276,8 @@ def _run_loop(cfg: _LoopConfig, states: TrainState, *, vmapped: bool, num: int, 
             active = ~np.atleast_1d(np.asarray(stopped))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix({k: f"{columns[k][0]:.4g}" for k in ("train_loss", "val_loss") if k in columns})
+            shown = int(np.flatnonzero(active)[0]) if active.any() else 0
+            bar.set_postfix({k: f"{columns[k][shown]:.4g}" for k in ("train_loss", "val_loss") if k in columns})
         if on_epoch_end is not None:
             on_epoch_end(epoch, states, callback_histories(histories))
     if bar is not None:
@@ -375,8 +390,10 @@ def fit(
 
     Raises:
       ValueError: on bad ``epochs``/``batch_size``/``initial_epoch``/``monitor``, ``val_data`` without
-        ``eval_step``, or a ``val_*`` monitor without ``val_data``.
-      TypeError: if ``train_data``/``val_data`` is not a 2- or 3-tuple or a callable argument is not callable.
+        ``eval_step``, a ``val_*`` monitor without ``val_data``, or data whose leading axes disagree.
+      TypeError: if ``state`` is not a :class:`jaxreg.TrainState`, ``early_stopping`` not a
+        :class:`jaxreg.EarlyStopping`, ``train_data``/``val_data`` not a 2- or 3-tuple, or a callable argument
+        not callable.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -407,8 +424,8 @@ def fit(
     xv = yv = wv = None
     if val_data is not None:
         xv, yv, wv = _data("val_data", val_data, weights_allowed=True)
-    cfg = _LoopConfig(train_step, False, batch_size, eval_step, val_data is not None, bool(eval_train),
-                      early_stopping, monitor, _static(norms_mask))
+    cfg = _LoopConfig(_static(train_step), False, batch_size, _static(eval_step), val_data is not None,
+                      bool(eval_train), early_stopping, monitor, _static(norms_mask))
     state, histories = _run_loop(
         cfg, state, vmapped=False, num=1, hparams=None, train_w=w, val_w=wv, x=x, y=y, xv=xv, yv=yv,
         epochs=epochs, initial_epoch=initial_epoch, progress=progress, on_epoch_end=on_epoch_end,
@@ -494,7 +511,8 @@ def fit_members(
     Raises:
       ValueError: if ``states`` is not stacked along a member axis, a per-member argument's leading length is
         not ``K``, a weight array has the wrong shape, or as :func:`jaxreg.fit` for the other arguments.
-      TypeError: if ``train_data``/``val_data`` is not a 2-tuple or a callable argument is not callable.
+      TypeError: if ``states`` is not a (stacked) :class:`jaxreg.TrainState`, ``train_data``/``val_data`` is
+        not a 2-tuple, or as :func:`jaxreg.fit`.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -521,7 +539,9 @@ def fit_members(
         eval_train, early_stopping)
     if val_weights is not None and val_data is None:
         raise ValueError("val_weights needs val_data.")
-    if not isinstance(states, TrainState) or np.ndim(states.step) != 1:
+    if not isinstance(states, TrainState):
+        raise TypeError(f"states must be jr.TrainStates stacked by jr.stack_members, got {type(states).__name__}.")
+    if np.ndim(states.step) != 1:
         raise ValueError(
             "states must be TrainStates stacked along a leading member axis (jr.stack_members), got step of "
             f"shape {np.shape(getattr(states, 'step', None))}."
@@ -536,8 +556,8 @@ def fit_members(
     if val_data is not None:
         xv, yv, _ = _data("val_data", val_data, weights_allowed=False)
         val_w = _member_weights("val_weights", val_weights, num, num_examples("val_data", xv, yv))
-    cfg = _LoopConfig(train_step, hparams is not None, batch_size, eval_step, val_data is not None,
-                      bool(eval_train), early_stopping, monitor, _static(norms_mask))
+    cfg = _LoopConfig(_static(train_step), hparams is not None, batch_size, _static(eval_step),
+                      val_data is not None, bool(eval_train), early_stopping, monitor, _static(norms_mask))
     return _run_loop(
         cfg, states, vmapped=True, num=num, hparams=hparams, train_w=train_w, val_w=val_w, x=x, y=y, xv=xv,
         yv=yv, epochs=epochs, initial_epoch=initial_epoch, progress=progress, on_epoch_end=on_epoch_end,

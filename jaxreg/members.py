@@ -21,7 +21,7 @@ def stack_members(trees: Sequence[PyTree]) -> PyTree:
     """Stack equally structured pytrees (one per member) along a new leading member axis.
 
     Typed ``jax.random`` keys stack like any other leaf. Every leaf of the result is a fresh buffer, so the
-    stacked tree can be donated (:func:`fit_members` donates its ``states``) while the inputs stay valid.
+    stacked tree can be donated (:func:`jaxreg.fit_members` donates its ``states``) while the inputs stay valid.
 
     Args:
       trees: a non-empty sequence of pytrees with identical structure, shapes and dtypes, e.g. one
@@ -57,7 +57,7 @@ def unstack_members(tree: PyTree) -> list[PyTree]:
 
     Args:
       tree: a pytree whose leaves all have the same leading length ``K`` (e.g. the states returned by
-        :func:`fit_members`).
+        :func:`jaxreg.fit_members`).
 
     Returns:
       A list of ``K`` pytrees, member ``i`` holding ``leaf[i]`` of every leaf.

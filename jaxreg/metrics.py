@@ -1,4 +1,4 @@
-"""Diagnostics of regularization: overfitting gaps, weight norms, sparsity, Monte Carlo dropout (floor 4).
+"""Diagnostics of regularization: overfitting gaps, weight norms, sparsity, Monte Carlo dropout (floor 3).
 
 Everything here is a pure function of arrays and works under ``jax.jit`` (``weight_norms`` returns a dict
 whose string keys are fixed at trace time). These are the numbers :func:`jaxreg.fit` records in its

@@ -304,3 +304,29 @@ def test_model_trains_under_jit_exactly_like_the_flax_layers():
     close(loss_o, loss_f)
     jax.tree.map(close, (p_o, s_o, pred_o), (p_f, s_f, pred_f))
     assert not np.allclose(p_o["Dense_0"]["kernel"], v_o["params"]["Dense_0"]["kernel"])  # it did train
+
+
+def test_linen_apply_passes_traced_call_args_like_module_apply():
+    """Reference: ``module.apply(..., rate=r)`` itself, for rates traced under vmap; ``train`` set from training."""
+
+    class RateNet(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool, rate=0.0):
+            x = nn.Dense(6)(x)
+            return jr.dropout(self.make_rng("dropout"), x, rate) if train else x
+
+    module, x, key = RateNet(), jnp.ones((4, 3)), jax.random.key(7)
+    params = module.init(jax.random.key(0), x, train=False)["params"]
+
+    def engine(rate):
+        return jr.linen_apply(module, call_args={"rate": rate})(params, {}, x, key=key, training=True)[0]
+
+    def reference(rate):
+        return module.apply({"params": params}, x, train=True, rate=rate, rngs={"dropout": key})
+
+    rates = jnp.array([0.0, 0.25, 0.5])
+    np.testing.assert_array_equal(jax.vmap(engine)(rates), jax.vmap(reference)(rates))
+    evaluated, _ = jr.linen_apply(module, call_args={"rate": 0.5})(params, {}, x, key=None, training=False)
+    np.testing.assert_array_equal(evaluated, module.apply({"params": params}, x, train=False))
+    with pytest.raises(ValueError, match="call_args must not hold 'train'"):
+        jr.linen_apply(module, call_args={"train": True})

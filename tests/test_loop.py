@@ -78,6 +78,37 @@ def test_fit_members_member_equals_fit_alone_with_a_mask_pytree_for_norms():
     np.testing.assert_allclose(jr.unstack_members(states)[1].params["kernel"], state.params["kernel"], rtol=1e-5)
 
 
+def test_equal_mask_pytrees_share_one_program_and_a_stopped_state_still_trains_without_a_stopper():
+    kwargs = dict(epochs=2, batch_size=B, progress=False)
+    jr.fit(_state(), STEP, (X, Y), norms_mask={"kernel": True, "bias": False}, **kwargs)
+    size = loop._epoch_program._cache_size()
+    jr.fit(_state(), STEP, (X, Y), norms_mask={"kernel": True, "bias": False}, **kwargs)  # an equal, new dict
+    assert loop._epoch_program._cache_size() == size
+
+    stopped, history = jr.fit(_state(), STEP, (X, Y), epochs=5, batch_size=B, early_stopping=jr.EarlyStopping(
+        patience=0, mode="max", restore_best=False), monitor="train_loss", progress=False)
+    assert bool(stopped.stopper.should_stop) and len(history["epoch"]) == 2
+    step_before = int(stopped.step)
+    # Fine-tuning the result without early stopping trains: the old stopper in the state does not stop it.
+    tuned, history = jr.fit(stopped, STEP, (X, Y), **kwargs)
+    assert history["epoch"] == [0, 1] and int(tuned.step) == step_before + 2 * (N // B)
+
+
+def test_an_unhashable_callable_step_works():
+    """A callable dataclass (eq=True, not frozen) is unhashable; the loop keys it by identity."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Step:
+        inner: object
+
+        def __call__(self, *args):
+            return self.inner(*args)
+
+    _, history = jr.fit(_state(), Step(STEP), (X, Y), epochs=1, batch_size=B, progress=False)
+    assert history["epoch"] == [0]
+
+
 def test_penalty_named_tuple_and_plain_tuples_are_one_contract():
     """Reference: numpy MSE + 1e-3 * sum(w**2); the NamedTuple, a 3-tuple and a 2-tuple give the same step."""
     named = jr.Penalty(jr.l2, 1e-3, jr.kernel_mask)
@@ -100,6 +131,8 @@ def test_loop_arguments_are_checked_before_tracing():
         jr.fit(_state(), STEP, (X, Y), epochs=1, batch_size=B, early_stopping=3, monitor="train_loss")
     with pytest.raises(TypeError, match="state must be a jr.TrainState"):
         jr.fit({"params": {}}, STEP, (X, Y), epochs=1, batch_size=B)
+    with pytest.raises(TypeError, match="states must be jr.TrainStates stacked"):
+        jr.fit_members({"params": {}}, STEP, (X, Y), epochs=1, batch_size=B)
     with pytest.raises(ValueError, match="share their leading"):
         jr.fit(_state(), STEP, (X, Y[:5]), epochs=1, batch_size=B)
     with pytest.raises(ValueError, match="val_weights needs val_data"):

@@ -42,7 +42,7 @@ CORE_SCRIPT = textwrap.dedent('''
                             val_data=(x, y), eval_step=jr.make_eval_step(apply_fn, loss), progress=True,
                             early_stopping=jr.EarlyStopping(patience=2))
     assert history["val_accuracy"][-1] > 0.7, history["val_accuracy"]
-    for module in ("jaxreg.experiments", "jaxreg.experiments.data", "jaxreg.experiments.plots"):
+    for module in ("jaxreg.experiments.data", "jaxreg.experiments.plots", "jaxreg.experiments.compare"):
         try:
             __import__(module)
         except ImportError as err:
@@ -72,6 +72,21 @@ def test_public_names_resolve_and_lazy_names_load_on_use():
     assert jr.data.__name__ == "jaxreg.experiments.data" and jr.plots.__name__ == "jaxreg.experiments.plots"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         jr.nope  # noqa: B018
+
+
+@pytest.mark.parametrize("blocked, importable, refused", [
+    ("matplotlib", "jaxreg.experiments.data", "jaxreg.experiments.plots"),       # jaxreg[data] alone
+    ("sklearn", "jaxreg.experiments.plots", "jaxreg.experiments.data"),          # jaxreg[plots] alone
+])
+def test_each_lab_extra_works_alone(blocked, importable, refused):
+    """With one extra's package made unimportable, the other extra's module imports; the blocked one names its extra."""
+    code = (f"import sys; sys.modules[{blocked!r}] = None\n"
+            f"import {importable}\n"
+            f"try:\n    import {refused}\nexcept ImportError as err:\n    print(err)\n"
+            f"else:\n    raise SystemExit('{refused} imported without {blocked}')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "pip install 'jaxreg[" in out.stdout, out.stdout
 
 
 def test_require_names_the_extra():

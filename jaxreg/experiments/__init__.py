@@ -41,13 +41,9 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 
-from jaxreg._optional import require
-
-# The lab's own dependencies (the `experiments` extra), checked once here so that a missing one is named.
-for _module, _extra in (("sklearn", "data"), ("tensorflow_datasets", "data"), ("matplotlib", "plots")):
-    require(_module, extra=_extra, user="jaxreg.experiments (the lab: datasets, stories, figures)")
-
-from jaxreg.experiments.arguments import (  # noqa: E402
+# The registry needs nothing optional; each module of the lab names the extra it needs (jaxreg._optional):
+# data (tensorflow-datasets, scikit-learn), plots (matplotlib); the stories need both (jaxreg[experiments]).
+from jaxreg.experiments.arguments import (
     COMMON_RESULT_EXCLUDES,
     UsageError,
     add_common_arguments,

@@ -168,7 +168,7 @@ def add_story_arguments(parser: argparse.ArgumentParser, *, dataset: str = "digi
 
 def check_story_arguments(args: argparse.Namespace, *, task: str = "classification", image: bool = False,
                           float_inputs: bool = False) -> Any:
-    """Check the common options and that the dataset suits the story; return its :class:`DatasetInfo`.
+    """Check the common options and that the dataset suits the story; return its ``DatasetInfo``.
 
     Args:
       args: parsed options (from :func:`add_story_arguments`).

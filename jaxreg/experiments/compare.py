@@ -453,7 +453,7 @@ def run_compare(
       zero kernel weights), ``near_zero_fraction`` (``|w| < 1e-3``), ``kernel_l2_norm``, ``num_params``,
       ``skipped_steps``; ``settings`` (the technique's recipe); ``weight_histogram`` (``edges``/``counts`` of
       the final kernel weights); ``history`` (:func:`jaxreg.fit`'s per-epoch lists, with the training set
-      also measured in evaluation mode).
+      also measured in evaluation mode when it has at most 10000 examples).
 
     Raises:
       UsageError: an unknown technique, model, optimizer or dataset, a combination the model or data cannot

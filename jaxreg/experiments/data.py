@@ -42,6 +42,7 @@ from jaxreg._validate import check_choice, check_in_range, check_positive_int
 from jaxreg.experiments.synthetic import SPLITS, load_synthetic_regression, load_synthetic_sequences
 
 tfds = require("tensorflow_datasets", extra="data", user="jaxreg.experiments.data")
+require("sklearn", extra="data", user="jaxreg.experiments.data")  # the bundled digits
 
 __all__ = [
     "DEFAULT_DATASET",

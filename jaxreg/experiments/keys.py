@@ -9,7 +9,7 @@ stream              derivation
 initialization      :func:`init_key`: ``jax.random.key(seed, impl="rbg")``, the same for every variant of a story
 training noise      :func:`train_key`: ``fold_in(jax.random.key(seed), 1)`` is the :class:`jaxreg.TrainState` key;
                     step ``k`` draws its dropout from ``fold_in(train_key, k)`` (:mod:`jaxreg.train`)
-shuffling           ``jaxreg.shuffle_key(train_key, epoch)`` (:mod:`jaxreg.loop`)
+shuffling           ``jaxreg.shuffle_key(train_key, epoch)`` (:mod:`jaxreg.epoch`)
 augmentation        ``fold_in(step_key, AUGMENT_STREAM)`` inside the step (:func:`augment_key`)
 label noise         ``numpy.random.default_rng([seed, LABEL_NOISE_STREAM])`` (:func:`label_noise_rng`)
 subsets             ``numpy.random.default_rng([seed, i])`` for split ``i`` of ``train``/``validation``/``test``
@@ -17,7 +17,14 @@ subsets             ``numpy.random.default_rng([seed, i])`` for split ``i`` of `
 dataset splits      :func:`jaxreg.experiments.data.split_indices`: ``default_rng(seed)`` (the stratified
                     digits/TFDS splits); :func:`dataset_rng`: ``default_rng([seed, stream])`` (synthetic sets,
                     :mod:`jaxreg.experiments.synthetic`)
+k folds             ``fold_in(jax.random.key(seed), 0x666F6C64)`` shuffles the examples before the folds
+                    (:mod:`jaxreg.experiments.kfold`)
 ==================  ===============================================================================================
+
+Known overlap, kept so that results stay as they were: :func:`subset_rng` and :func:`dataset_rng` share
+their seed sequences (``[seed, 1]`` subsets the validation split and draws the synthetic training split), so
+a ``--eval-size`` subset of a synthetic set is not independent of its training split's draw. Separate them
+in a change that moves results anyway.
 
 Why ``rbg`` for initialization: with the default Threefry keys XLA compiles each truncated-normal draw's
 unrolled hash, which costs more (on CPU) than compiling a small model's whole training epoch; RngBitGenerator

@@ -49,7 +49,8 @@ _COLUMNS = report.columns(
     ("dropout", "dropout_rate", ".2f"), ("L2", "l2", ".0e"), ("CV acc", "cv_accuracy", ".4f"),
     ("± std", "cv_accuracy_std", ".4f"), ("CV loss", "cv_loss", ".4f"), ("test acc", "test_accuracy", ".4f"),
 )
-# fold_in data of the fold-shuffling key ("fold"), apart from the init (0) and training (1) streams.
+# fold_in data of the fold-shuffling key ("fold"), a stream of jax.random.key(seed) apart from the training
+# stream (1) of jaxreg.experiments.keys.
 _FOLD_STREAM = 0x666F6C64
 
 

@@ -228,7 +228,7 @@ def _sweep_program(num_outputs: int, hidden_sizes: tuple[int, ...], learning_rat
 
 def sweep_program(num_outputs: int, hidden_sizes: tuple[int, ...], *, learning_rate: float = 1e-3,
                   task: str = "classification", batch_norm: bool = False) -> SweepProgram:
-    """The (cached) :class:`SweepProgram` of a :class:`SweepMLP` trained with Adam (+ proximal L1).
+    """The (cached) :class:`SweepProgram` of a ``SweepMLP`` (:mod:`jaxreg.experiments.models`), Adam + proximal L1.
 
     Args:
       num_outputs: classes (or regression targets).

@@ -144,12 +144,14 @@ def load_splits(dataset: str, *, seed: int, data_dir: str | None = None, train_s
     num_train = int(arrays["train"][1].shape[0])
     if batch_size is not None and batch_size > num_train:
         raise UsageError(f"--batch-size must be <= the {num_train} training examples, got {batch_size}")
-    train_clean = None
+    x, clean_labels = arrays["train"]
     if label_noise:
-        x, y = arrays["train"]
-        arrays["train"] = (x, noisy_labels(y, label_noise, info.num_classes, seed))
-        train_clean = _place(mesh, (x, y))
-    return Splits(info, *(_place(mesh, arrays[split]) for split in _data.SPLITS), train_clean=train_clean)
+        arrays["train"] = (x, noisy_labels(clean_labels, label_noise, info.num_classes, seed))
+    placed = {split: _place(mesh, arrays[split]) for split in _data.SPLITS}
+    train_clean = None
+    if label_noise:  # the same device inputs, with the original labels
+        train_clean = (placed["train"][0], *_place(mesh, (clean_labels,)))
+    return Splits(info, *(placed[split] for split in _data.SPLITS), train_clean=train_clean)
 
 
 def evaluate(eval_fn: Callable, state: Any, x: jax.Array, y: jax.Array) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""Flax adapters (floor 5): thin linen and nnx modules over ``jaxreg.noise`` and ``jaxreg.norm``.
+"""Flax adapters (floor 4): thin linen and nnx modules over ``jaxreg.noise`` and ``jaxreg.norm``, and the bridges
+of flax models to the training engine (``linen_apply``, ``nnx_apply``).
 
-The modules add no behaviour of their own: each draws its key the framework's way (``make_rng`` in linen, an
+The layers add no behaviour of their own: each draws its key the framework's way (``make_rng`` in linen, an
 ``nnx.Rngs`` stream in nnx), keeps its state where the framework keeps it (the ``batch_stats`` collection,
 ``nnx.BatchStat``), and calls the functional core. Names, fields and variables follow ``flax.linen`` and
 ``flax.nnx``, so the modules are drop-ins for their flax namesakes::

@@ -1,4 +1,4 @@
-"""``flax.linen`` modules over jaxreg's noise and batch-norm functions (floor 5).
+"""``flax.linen`` modules over jaxreg's noise and batch-norm functions, and ``linen_apply`` (floor 4).
 
 Each module is a thin shell: the noise layers draw their key with ``self.make_rng(self.rng_collection)``
 (``'dropout'`` by default, as ``flax.linen.Dropout``) and call the function of the same name in
@@ -383,10 +383,11 @@ def linen_apply(
         e.g. ``{"rate": h["dropout"]}`` for a model whose dropout rate is swept under ``jax.vmap``.
 
     Returns:
-      An ``apply_fn`` for :func:`make_train_step` / :func:`make_eval_step`.
+      An ``apply_fn`` for :func:`jaxreg.make_train_step` / :func:`jaxreg.make_eval_step`.
 
     Raises:
       TypeError: if ``module`` has no ``apply`` method.
+      ValueError: if ``call_args`` holds ``train_arg``.
 
     Example:
       >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -404,6 +405,8 @@ def linen_apply(
     """
     if not callable(getattr(module, "apply", None)):
         raise TypeError(f"module must be a flax.linen.Module, got module = {module!r}.")
+    if train_arg is not None and train_arg in (call_args or {}):
+        raise ValueError(f"call_args must not hold {train_arg!r}: the adapter sets it from `training`.")
 
     def apply_fn(params, model_state, x, *, key=None, training):
         kwargs = dict(call_args or {})

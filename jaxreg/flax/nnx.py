@@ -1,4 +1,4 @@
-"""``flax.nnx`` modules over jaxreg's noise and batch-norm functions (floor 5).
+"""``flax.nnx`` modules over jaxreg's noise and batch-norm functions, and ``nnx_apply`` (floor 4).
 
 Thin shells, mirroring ``flax.nnx.Dropout`` and ``flax.nnx.BatchNorm`` (flax 0.12): the noise layers fork
 the ``'dropout'`` stream of the ``nnx.Rngs`` given at construction (``rngs[rng_collection].fork()``) and draw
@@ -527,7 +527,7 @@ def nnx_apply(model: nnx.Module) -> tuple[ApplyFn, PyTree, PyTree]:
     everything else (``model_state``: batch statistics and other non-trained variables). The returned
     ``apply_fn`` merges them back, switches the module with ``train()``/``eval()``, reseeds every RNG stream
     from the step's ``key`` (so a step's noise depends only on the engine's key and step number, as with
-    :func:`linen_apply`) and calls ``module(x)``.
+    :func:`jaxreg.linen_apply`) and calls ``module(x)``.
 
     Args:
       model: an ``nnx.Module`` whose ``__call__(x)`` takes the batch; its dropout and batch-norm layers follow
@@ -535,8 +535,9 @@ def nnx_apply(model: nnx.Module) -> tuple[ApplyFn, PyTree, PyTree]:
 
     Returns:
       ``(apply_fn, params, model_state)``: pass ``params`` and ``model_state`` to
-      :func:`create_train_state`, ``apply_fn`` to :func:`make_train_step` / :func:`make_eval_step`. Write
-      trained values back with ``nnx.update(model, state.params, state.model_state)``.
+      :func:`jaxreg.create_train_state`, ``apply_fn`` to :func:`jaxreg.make_train_step` /
+      :func:`jaxreg.make_eval_step`. Write trained values back with ``nnx.update(model, state.params,
+      state.model_state)``.
 
     Raises:
       TypeError: if ``model`` is not an ``nnx.Module``.
