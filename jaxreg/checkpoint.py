@@ -46,7 +46,17 @@ from jaxreg.loop import fit
 from jaxreg._typing import PyTree
 from jaxreg._validate import check_callable, check_positive_int
 
-__all__ = ["CheckpointHook", "resumable_fit"]
+__all__ = ["CheckpointHook", "CheckpointMismatchError", "resumable_fit"]
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint directory holds a run that cannot become the one asked for (e.g. more epochs than asked).
+
+    Example:
+      >>> import jaxreg as jr
+      >>> issubclass(jr.checkpoint.CheckpointMismatchError, ValueError)
+      True
+    """
 
 
 def _is_key(leaf: Any) -> bool:
@@ -290,8 +300,14 @@ def resumable_fit(
     Returns:
       ``(state, history)`` with the history of every epoch since epoch 0.
 
+    A directory that holds a longer run (more epochs than ``epochs``) gives that run's state after epoch
+    ``epochs - 1``, which is the asked-for run, when that checkpoint is still kept (``max_to_keep``); else a
+    :class:`CheckpointMismatchError`. A result is never labelled with other epochs than it was trained for.
+
     Raises:
       ValueError: if ``fit_kwargs`` holds ``initial_epoch``, or as :func:`jaxreg.fit`.
+      CheckpointMismatchError: if ``directory`` holds more epochs than ``epochs`` and no longer keeps the
+        checkpoint after epoch ``epochs - 1``.
 
     Example:
       >>> import tempfile
@@ -325,7 +341,18 @@ def resumable_fit(
         # As fit would, but before restoring: the template must have the stopper that the checkpoints hold.
         state = state.replace(stopper=early_stopping.init({"params": state.params, "model_state": state.model_state}))
     with CheckpointHook(directory, max_to_keep=max_to_keep, every=every) as hook:
+        template = state
         state, history, initial_epoch = hook.restore_or_init(state)
+        if initial_epoch > epochs:
+            # The directory holds a longer run: its state after epoch `epochs - 1` IS the asked-for run, if kept.
+            if epochs - 1 not in hook.all_epochs():
+                raise CheckpointMismatchError(
+                    f"{hook.directory} holds a run trained for {initial_epoch} epochs, more than epochs = {epochs}, "
+                    f"and its checkpoint after epoch {epochs - 1} is no longer kept (kept: {hook.all_epochs()}); "
+                    f"ask for epochs >= {initial_epoch} or use another directory."
+                )
+            state, history = hook.restore(template, epochs - 1)
+            initial_epoch = epochs
         stopped = early_stopping is not None and state.stopper is not None and bool(state.stopper.should_stop)
         if initial_epoch >= epochs or stopped:
             if early_stopping is not None and early_stopping.restore_best and state.stopper is not None:

@@ -260,3 +260,30 @@ def test_hook_round_trips_stacked_member_states_and_their_histories(tmp_path):
     np.testing.assert_array_equal(restored.params["w"], states.params["w"])
     np.testing.assert_array_equal(jax.random.key_data(restored.key), jax.random.key_data(states.key))
     assert merged[2] == {"epoch": [0, 1], "val_loss": [2.0, 0.5]}
+
+
+def test_fewer_epochs_than_the_checkpoint_holds_restore_that_epoch_or_refuse(tmp_path):
+    """Reference: an uninterrupted jr.fit of 3 epochs. A directory holding a 5-epoch run gives exactly that
+    3-epoch run (its epoch-2 checkpoint is kept), never the 5-epoch result labelled as 3 epochs; a directory
+    that no longer keeps epoch 2 is refused (issue 15, item 1)."""
+    namespace = {}
+    exec(TRAIN_CODE, namespace)  # noqa: S102 - our own constant configuration code
+    build = namespace["build"]
+    state, step, data, kwargs = build()
+    reference, ref_history = jr.fit(state, step, data, epochs=3, **kwargs)
+
+    kept_all, kept_last = tmp_path / "all", tmp_path / "last"
+    for directory, keep in ((kept_all, 5), (kept_last, 2)):
+        state, step, data, kwargs = build()
+        jr.checkpoint.resumable_fit(state, step, data, directory=directory, epochs=5, max_to_keep=keep, **kwargs)
+
+    state, step, data, kwargs = build()
+    got, history = jr.checkpoint.resumable_fit(state, step, data, directory=kept_all, epochs=3, max_to_keep=5,
+                                               **kwargs)
+    assert history == ref_history and len(history["epoch"]) == 3
+    for a, b in zip(jax.tree.leaves(jax.device_get(got.params)), jax.tree.leaves(jax.device_get(reference.params))):
+        np.testing.assert_array_equal(a, b)
+
+    state, step, data, kwargs = build()
+    with pytest.raises(jr.checkpoint.CheckpointMismatchError, match=r"trained for 5 epochs, more than epochs = 3"):
+        jr.checkpoint.resumable_fit(state, step, data, directory=kept_last, epochs=3, max_to_keep=2, **kwargs)

@@ -104,3 +104,43 @@ def test_console_module_runs_in_a_subprocess(tmp_path):
                          text=True, env=env, timeout=300)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("option, make_value, message", [
+    ("--out", lambda tmp: str(tmp / "file.txt"), "an existing file, not a directory"),
+    ("--out", lambda tmp: "", "--out must name a directory, got an empty path"),
+    ("--out", lambda tmp: "/proc/jaxreg-out", "--out /proc/jaxreg-out: cannot create it"),
+    ("--checkpoint-dir", lambda tmp: str(tmp / "file.txt"), "an existing file, not a directory"),
+    ("--out", lambda tmp: str(tmp / "file.txt" / "below"), "cannot create it"),
+])
+def test_bad_output_locations_exit_2_before_any_data_is_loaded(capsys, monkeypatch, tmp_path, option, make_value,
+                                                                message):
+    """Issue 15, item 2: output locations are checked (and created) before loading data or training."""
+    from jaxreg.experiments import runner
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("data loaded before the output locations were checked")
+
+    monkeypatch.setattr(runner, "load_splits", no_training)
+    (tmp_path / "file.txt").write_text("not a directory")
+    assert main(["compare", "--techniques", "none", option, make_value(tmp_path)]) == 2
+    line = _stderr_line(capsys)
+    assert "error:" in line and message in line
+    assert main(["experiment", "dropout_mlp", "--out", str(tmp_path / "file.txt")]) == 2
+    assert "an existing file, not a directory" in _stderr_line(capsys)
+
+
+def test_fewer_epochs_than_the_checkpoints_hold_give_that_run_or_a_usage_error(capsys, tmp_path):
+    """Issue 15, item 1. Reference: a fresh 2-epoch run without checkpoints; results.json must be identical."""
+    common = ["compare", "--techniques", "none", "--quiet"]
+    assert main([*common, "--epochs", "3", "--checkpoint-dir", str(tmp_path / "c3"), "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--epochs", "2", "--checkpoint-dir", str(tmp_path / "c3"), "--out", str(tmp_path / "b")]) == 0
+    assert main([*common, "--epochs", "2", "--out", str(tmp_path / "fresh")]) == 0
+    assert (tmp_path / "b" / "results.json").read_bytes() == (tmp_path / "fresh" / "results.json").read_bytes()
+    capsys.readouterr()
+    # compare keeps the last 3 checkpoints: after 5 epochs, the one after epoch 1 is gone.
+    assert main([*common, "--epochs", "5", "--checkpoint-dir", str(tmp_path / "c5"), "--out", str(tmp_path / "d")]) == 0
+    capsys.readouterr()
+    assert main([*common, "--epochs", "2", "--checkpoint-dir", str(tmp_path / "c5"), "--out", str(tmp_path / "e")]) == 2
+    line = _stderr_line(capsys)
+    assert "trained for 5 epochs, more than epochs = 2" in line and "no longer kept" in line

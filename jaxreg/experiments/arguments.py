@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "fraction",
     "add_common_arguments",
     "check_common_arguments",
+    "prepare_directory",
     "add_story_arguments",
     "check_story_arguments",
     "check_number",
@@ -111,15 +114,55 @@ def add_common_arguments(
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def prepare_directory(option: str, path: str | os.PathLike) -> Path:
+    """Create the output directory of ``option`` now, before any training, or raise a :class:`UsageError`.
+
+    Args:
+      option: the command-line option, for messages (``"--out"``).
+      path: the directory; created with its parents if missing.
+
+    Returns:
+      The directory, as a ``Path``.
+
+    Raises:
+      UsageError: for an empty path, an existing file, a directory that cannot be created or is not writable.
+
+    Example:
+      >>> import tempfile
+      >>> from jaxreg.experiments.arguments import UsageError, prepare_directory
+      >>> with tempfile.NamedTemporaryFile() as f:
+      ...     try:
+      ...         prepare_directory("--out", f.name)
+      ...     except UsageError as err:
+      ...         print(str(err).split(": ")[-1])
+      an existing file, not a directory
+    """
+    text = os.fspath(path)
+    if not text.strip():
+        raise UsageError(f"{option} must name a directory, got an empty path")
+    directory = Path(text).expanduser()
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{option} {text}: an existing file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"{option} {text}: cannot create it ({err.strerror or err})") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {text}: not writable")
+    return directory
+
+
 def check_common_arguments(args: argparse.Namespace) -> None:
-    """Check the shared options that argparse cannot: a known dataset and a batch size the devices divide.
+    """Check the shared options that argparse cannot, and create the output directories before any training.
 
     Args:
       args: the parsed namespace (from a parser that :func:`add_common_arguments` set up).
 
     Raises:
-      UsageError: for an unknown dataset (the message lists the known ones) or a batch size that is not a
-        multiple of the number of devices used for data parallelism.
+      UsageError: for an unknown dataset (the message lists the known ones), a batch size that is not a
+        multiple of the number of devices used for data parallelism, or an output location (``--out``,
+        ``--checkpoint-dir``) that is not a directory that can be created and written
+        (:func:`prepare_directory`).
 
     Example:
       >>> import argparse
@@ -143,6 +186,9 @@ def check_common_arguments(args: argparse.Namespace) -> None:
             f"--batch-size must be a multiple of the {count} devices used for data parallelism, "
             f"got {args.batch_size}"
         )
+    for option, name in (("--out", "out"), ("--checkpoint-dir", "checkpoint_dir")):
+        if getattr(args, name, None) is not None:
+            prepare_directory(option, getattr(args, name))
 
 
 def add_story_arguments(parser: argparse.ArgumentParser, *, dataset: str = "digits", epochs: int = 10,
@@ -185,9 +231,9 @@ def check_story_arguments(args: argparse.Namespace, *, task: str = "classificati
     """
     from jaxreg.experiments import data as _data
 
-    check_common_arguments(args)
     if getattr(args, "checkpoint_dir", None) is not None:
         raise UsageError("--checkpoint-dir is not supported by this experiment (its runs take seconds to minutes)")
+    check_common_arguments(args)
     info = _data.info(args.dataset, data_dir=args.data_dir)
     if info.task != task:
         raise UsageError(f"this experiment needs a {task} dataset, got {args.dataset!r} ({info.task})")

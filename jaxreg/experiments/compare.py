@@ -417,8 +417,8 @@ def _slug(index: int, label: str) -> str:
 
 def _prepare_checkpoint_dir(directory: str, config: CompareConfig) -> Path:
     """Create the directory and pin the run's arguments there: resuming with other arguments is refused."""
-    path = Path(directory)
-    pinned = {k: v for k, v in config.to_json().items() if k != "epochs"}  # more epochs = continue training
+    path = arguments.prepare_directory("--checkpoint-dir", directory)
+    pinned = {k: v for k, v in config.to_json().items() if k != "epochs"}  # more epochs continue, fewer restore
     marker = path / "compare_config.json"
     if marker.exists():
         if marker.read_text(encoding="utf-8") != report.canonical_json(pinned):

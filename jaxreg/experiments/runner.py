@@ -227,8 +227,11 @@ def train_run(label: str, program: Program, splits: Splits, *, seed: int, epochs
     else:
         from jaxreg import checkpoint
 
-        state, history = checkpoint.resumable_fit(state, program.train_step, splits.train, directory=checkpoint_dir,
-                                                  **fit_kwargs)
+        try:
+            state, history = checkpoint.resumable_fit(state, program.train_step, splits.train,
+                                                      directory=checkpoint_dir, **fit_kwargs)
+        except checkpoint.CheckpointMismatchError as err:
+            raise UsageError(f"--checkpoint-dir: {err}") from None
     best_epoch = None if early_stopping is None else int(state.stopper.best_step)
     return run_record(label, program.task, final_metrics(program.eval_step, state, splits), state.params, history,
                       settings=settings, skipped=int(state.skipped), best_epoch=best_epoch)
