@@ -9,7 +9,8 @@
 
 Exit status: 0 on success; 2 for a bad argument (one line ``jaxreg: error: ...`` on stderr, no
 traceback); 1 when a dataset is not available offline (the data module's one-paragraph explanation on
-stderr) or the lab's extras are not installed (one line naming the extra); 130 when interrupted. Results are
+stderr), the lab's extras are not installed (one line naming the extra) or a run diverged (one line, after
+the results were written; ``--keep-going`` exits 0); 130 when interrupted. Results are
 written by the experiment (``--out``), the table goes to stdout, progress bars to stderr.
 """
 
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 __all__ = ["main"]
 
@@ -96,13 +98,21 @@ def _run(argv: Sequence[str]) -> int:
     if args.command == "datasets":
         return _datasets(args)
     if args.command == "compare":
-        return experiments.get("compare").run(args)
+        return _quietly(experiments.get("compare").run, args)
     story = experiments.get(args.experiment)
     story_parser = _Parser(prog=f"{_PROG} experiment {story.name}", description=story.summary)
     story.add_arguments(story_parser)
     story_args = story_parser.parse_args(args.args)
     story_args.experiment = story.name
-    return story.run(story_args)
+    return _quietly(story.run, story_args)
+
+
+def _quietly(run: Any, args: argparse.Namespace) -> int:
+    # The loop's "skipped N steps" warning is said by the command itself: in the table and, for a diverged run,
+    # in its one-line error. Other warnings still show.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(fit|fit_members) skipped", category=RuntimeWarning)
+        return run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: the arguments after the program name.
 
     Returns:
-      0 on success, 2 for a usage error, 1 for a dataset that is not available offline or a missing extra,
+      0 on success, 2 for a usage error, 1 for a dataset that is not available offline, a missing extra or a
+      diverged run,
       130 on Ctrl-C.
 
     Example:
@@ -124,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from jaxreg.experiments import UsageError
         from jaxreg.experiments.data import DatasetUnavailableError
+        from jaxreg.experiments.records import DivergedError
     except ImportError as err:  # the lab's extras are missing: say which to install
         print(f"{_PROG}: {_one_line(err)}", file=sys.stderr)
         return 1
@@ -135,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"{_PROG}: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except DatasetUnavailableError as err:
+    except (DatasetUnavailableError, DivergedError) as err:
         print(f"{_PROG}: {_one_line(err)}", file=sys.stderr)
         return 1
     except ImportError as err:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -286,7 +287,25 @@ def _run_loop(cfg: _LoopConfig, states: TrainState, *, vmapped: bool, num: int, 
     if stopping is not None and stopping.restore_best:
         best = each(stopping.final_params)(states.stopper, _tracked(states))
         states = states.replace(params=best["params"], model_state=best["model_state"])
+    _warn_skipped(histories, steps_per_epoch=num_examples("train_data", x, y) // cfg.batch_size, vmapped=vmapped)
     return states, histories
+
+
+def _warn_skipped(histories: list[History], *, steps_per_epoch: int, vmapped: bool) -> None:
+    """One RuntimeWarning per loop call when steps were skipped for a non-finite loss or gradient."""
+    parts = []
+    for i, history in enumerate(histories):
+        skipped = history.get("skipped", [])
+        if any(skipped):
+            first = history["epoch"][next(e for e, count in enumerate(skipped) if count)]
+            who = f"member {i}: " if vmapped else ""
+            parts.append(f"{who}{int(sum(skipped))} of {len(skipped) * steps_per_epoch} steps (the first in epoch "
+                         f"{first})")
+    if parts:
+        warnings.warn(
+            f"{'fit_members' if vmapped else 'fit'} skipped {'; '.join(parts)} because the loss or a gradient was "
+            "not finite; their updates were not applied. Check the data for NaN/inf and lower the learning rate.",
+            RuntimeWarning, stacklevel=4)  # the caller of fit / fit_members
 
 
 def _check_loop_args(train_step, epochs, batch_size, initial_epoch, monitor, on_epoch_end, eval_step, has_val,

@@ -144,3 +144,15 @@ def test_fewer_epochs_than_the_checkpoints_hold_give_that_run_or_a_usage_error(c
     assert main([*common, "--epochs", "2", "--checkpoint-dir", str(tmp_path / "c5"), "--out", str(tmp_path / "e")]) == 2
     line = _stderr_line(capsys)
     assert "trained for 5 epochs, more than epochs = 2" in line and "no longer kept" in line
+
+
+def test_a_diverged_run_exits_1_with_one_line_after_writing_its_results(capsys, tmp_path):
+    """Issue 15, item 3: --learning-rate 1e30 skips every step after the first; the table shows the skipped
+    steps, results.json is written, the command exits 1 with one line (0 with --keep-going)."""
+    args = ["compare", "--techniques", "none", "--epochs", "2", "--learning-rate", "1e30", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 1
+    captured = capsys.readouterr()
+    assert "skipped steps" in captured.out.splitlines()[0]
+    assert captured.err.count("\n") == 1 and "run 'none' diverged" in captured.err and "Traceback" not in captured.err
+    assert (tmp_path / "a" / "results.json").exists()
+    assert main([*args, "--keep-going", "--out", str(tmp_path / "b")]) == 0

@@ -141,3 +141,22 @@ def test_loop_arguments_are_checked_before_tracing():
     with pytest.raises(ValueError, match=r"monitor = 'train_accuracy' is not recorded"):
         jr.fit(_state(), STEP, (X, Y), epochs=1, batch_size=B, early_stopping=jr.EarlyStopping(patience=1),
                monitor="train_accuracy", progress=False)
+
+
+def test_skipped_steps_warn_once_per_call_with_the_count_and_the_first_epoch():
+    """Issue 15, item 3: a NaN example skips its batches; fit says so once (count, first epoch); members too."""
+    x = np.asarray(X).copy()
+    x[5] = np.nan  # one batch a epoch holds it: 1 of 3 steps skipped in every epoch
+    with pytest.warns(RuntimeWarning, match=r"^fit skipped 2 of 6 steps \(the first in epoch 0\)") as record:
+        state, history = jr.fit(_state(), STEP, (x, Y), epochs=2, batch_size=B, progress=False)
+    assert len(record) == 1 and history["skipped"] == [1, 1] and int(state.skipped) == 2
+    members_message = r"^fit_members skipped member 0: 2 of 6 steps .*; member 1: 2 of 6"
+    with pytest.warns(RuntimeWarning, match=members_message) as record:
+        jr.fit_members(jr.stack_members([_state(), _state()]), STEP, (x, Y), epochs=2, batch_size=B,
+                       train_weights=np.stack([np.ones(N), np.ones(N)]).astype(np.float32))
+    assert len(record) == 1
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jr.fit(_state(), STEP, (X, Y), epochs=1, batch_size=B, progress=False)  # nothing skipped: no warning

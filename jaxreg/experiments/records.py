@@ -19,7 +19,14 @@ import numpy as np
 
 from jaxreg.select import kernel_mask
 
-__all__ = ["NEAR_ZERO", "finite", "kernel_values", "histogram", "run_record"]
+__all__ = ["NEAR_ZERO", "DivergedError", "finite", "kernel_values", "histogram", "run_record", "check_diverged"]
+
+
+class DivergedError(RuntimeError):
+    """Runs that diverged (every step skipped for non-finite values, or a non-finite final loss).
+
+    The CLI prints its message on one line and exits with status 1, after the results were written.
+    """
 
 
 # A weight counts as "near zero" below this magnitude (what L1 does under SGD, which makes few exact zeros).
@@ -107,3 +114,40 @@ def run_record(label: str, task: str, final: Mapping[str, Mapping[str, Any]], pa
     if best_epoch is not None:
         record["best_epoch"] = int(best_epoch)
     return record
+
+
+
+def check_diverged(runs: list[dict[str, Any]]) -> None:
+    """Raise :class:`DivergedError` naming the runs that diverged; do nothing otherwise.
+
+    A run diverged when its final train or test loss is not finite, or when every step of every epoch after
+    the first was skipped for a non-finite loss or gradient (those epochs' ``train_loss`` is None).
+
+    Args:
+      runs: run records (:func:`run_record`).
+
+    Raises:
+      DivergedError: one line naming each diverged run, its skipped steps and its final losses.
+
+    Example:
+      >>> from jaxreg.experiments.records import DivergedError, check_diverged
+      >>> ok = {"technique": "l2", "skipped_steps": 0, "train_loss": 0.3, "test_loss": 0.4,
+      ...       "history": {"train_loss": [0.9, 0.5]}}
+      >>> check_diverged([ok])
+      >>> try:
+      ...     check_diverged([ok, {**ok, "technique": "none", "skipped_steps": 19, "test_loss": None}])
+      ... except DivergedError as err:
+      ...     print(err)
+      run 'none' diverged: 19 steps skipped for non-finite values, final train loss 0.3, test loss nan/inf
+    """
+    bad = []
+    for run in runs:
+        losses = [run.get(k) for k in ("train_loss", "test_loss")]
+        epoch_losses = run.get("history", {}).get("train_loss", [])
+        all_skipped = len(epoch_losses) > 1 and all(v is None for v in epoch_losses[1:])
+        if all_skipped or any(v is None for v in losses):
+            shown = ["nan/inf" if v is None else f"{v:.4g}" for v in losses]
+            bad.append(f"run {run['technique']!r} diverged: {int(run.get('skipped_steps', 0))} steps skipped for "
+                       f"non-finite values, final train loss {shown[0]}, test loss {shown[1]}")
+    if bad:
+        raise DivergedError("; ".join(bad))

@@ -1,0 +1,169 @@
+"""The techniques of ``jaxreg compare``: their names, default strengths, and the ``--techniques`` parser.
+
+A technique list such as ``none,l2=1e-3,dropout+batchnorm`` becomes ``(label, Recipe)`` pairs: a
+:class:`Recipe` holds the regularizers of one run, neutral values meaning "off"; :mod:`jaxreg.experiments.compare`
+turns it into a model, an optimizer chain and penalties.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from jaxreg.experiments.arguments import UsageError
+
+__all__ = ["TECHNIQUES", "DEFAULT_STRENGTHS", "Recipe", "parse_techniques"]
+
+TECHNIQUES: dict[str, str] = {
+    "none": "no regularization",
+    "l1": "L1 penalty on kernels (coefficient)",
+    "l2": "L2 penalty on kernels (coefficient)",
+    "elastic_net": "elastic-net penalty on kernels, l1_ratio 0.5 (alpha)",
+    "proximal_l1": "proximal L1 step after the optimizer (strength)",
+    "dropout": "dropout on hidden activations (rate)",
+    "spatial_dropout": "dropout of whole channels (rate)",
+    "gaussian_dropout": "multiplicative Gaussian dropout (rate)",
+    "batchnorm": "batch normalization of hidden layers",
+    "max_norm": "max-norm constraint on kernel units (max norm)",
+    "weight_decay": "decoupled weight decay (rate)",
+    "early_stopping": "early stopping on validation loss (patience)",
+    "augment": "random 1-pixel shifts of training images",
+}
+
+DEFAULT_STRENGTHS: dict[str, float] = {
+    "l1": 1e-3,
+    "l2": 5e-3,
+    "elastic_net": 5e-3,
+    "proximal_l1": 1e-2,
+    "dropout": 0.5,
+    "spatial_dropout": 0.2,
+    "gaussian_dropout": 0.5,
+    "max_norm": 0.5,
+    "weight_decay": 0.1,
+    "early_stopping": 10,
+}
+"""Default strength of each technique, tuned on compare's default setup (see :mod:`jaxreg.experiments.compare`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """The regularizers of one run; neutral values (0, False) mean "off". Hashable: it keys the build cache.
+
+    Attributes:
+      l1, l2, elastic_net: coefficients of the coupled penalties on the kernels.
+      proximal_l1: strength of the proximal L1 step.
+      dropout: rate of the hidden-unit dropout; ``dropout_kind`` is ``"dropout"`` or ``"gaussian"``.
+      spatial_dropout: rate of the channel dropout.
+      batch_norm: batch-normalize hidden layers.
+      max_norm: largest kernel-unit norm (0: no constraint).
+      weight_decay: decoupled decay rate.
+      early_stopping: patience in epochs (0: off).
+      augment: shift training images by up to one pixel.
+
+    Example:
+      >>> from jaxreg.experiments.techniques import parse_techniques
+      >>> recipe = parse_techniques("dropout+batchnorm")[0][1]
+      >>> recipe.dropout, recipe.batch_norm, recipe.l2
+      (0.5, True, 0.0)
+    """
+
+    l1: float = 0.0
+    l2: float = 0.0
+    elastic_net: float = 0.0
+    proximal_l1: float = 0.0
+    dropout: float = 0.0
+    dropout_kind: str = "dropout"
+    spatial_dropout: float = 0.0
+    batch_norm: bool = False
+    max_norm: float = 0.0
+    weight_decay: float = 0.0
+    early_stopping: int = 0
+    augment: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        """The fields that differ from the neutral recipe (a run record's ``settings``)."""
+        neutral = Recipe()
+        return {k: v for k, v in dataclasses.asdict(self).items() if v != getattr(neutral, k)}
+
+
+def _component(recipe: Recipe, name: str, value: float | None) -> Recipe:
+    strength = DEFAULT_STRENGTHS.get(name) if value is None else value
+    if name in ("batchnorm", "augment"):
+        if value is not None:
+            raise UsageError(f"technique {name!r} takes no value, got {name}={value:g}")
+        return dataclasses.replace(recipe, **{"batch_norm" if name == "batchnorm" else "augment": True})
+    if not math.isfinite(strength):
+        raise UsageError(f"the value of {name!r} must be a finite number, got {strength:g}")
+    if name in ("dropout", "gaussian_dropout", "spatial_dropout"):
+        if not 0.0 < strength < 1.0:
+            raise UsageError(f"the rate of {name!r} must be in (0, 1), got {strength:g}")
+        if name == "spatial_dropout":
+            return dataclasses.replace(recipe, spatial_dropout=strength)
+        kind = "dropout" if name == "dropout" else "gaussian"
+        if recipe.dropout and recipe.dropout_kind != kind:
+            raise UsageError("'dropout' and 'gaussian_dropout' cannot be combined (they use the same layers)")
+        return dataclasses.replace(recipe, dropout=strength, dropout_kind=kind)
+    if name == "early_stopping":
+        if strength != int(strength) or strength < 1:
+            raise UsageError(f"the patience of 'early_stopping' must be an integer >= 1, got {strength:g}")
+        return dataclasses.replace(recipe, early_stopping=int(strength))
+    if strength < 0.0 or (name == "max_norm" and strength == 0.0):
+        bound = "> 0" if name == "max_norm" else ">= 0"
+        raise UsageError(f"the value of {name!r} must be {bound}, got {strength:g}")
+    return dataclasses.replace(recipe, **{name: float(strength)})
+
+
+def parse_techniques(text: str) -> tuple[tuple[str, Recipe], ...]:
+    """Parse a ``--techniques`` list into ``(label, Recipe)`` pairs, in order.
+
+    Items are comma-separated; an item joins techniques with ``+``, and each technique may carry a value
+    after ``=`` (a coefficient, rate, max norm or patience) that replaces its :data:`DEFAULT_STRENGTHS` entry.
+
+    Args:
+      text: e.g. ``"none,l2,dropout+batchnorm,l1=1e-4"``.
+
+    Returns:
+      A tuple of ``(label, recipe)``; the label is the item without spaces.
+
+    Raises:
+      UsageError: an empty list or item, an unknown technique (the message lists the known ones), a bad
+        value, ``none`` combined with something, a technique repeated within an item, an item listed twice.
+
+    Example:
+      >>> from jaxreg.experiments.techniques import parse_techniques
+      >>> [(label, recipe.l2, recipe.dropout) for label, recipe in parse_techniques("none, l2=1e-3+dropout")]
+      [('none', 0.0, 0.0), ('l2=1e-3+dropout', 0.001, 0.5)]
+    """
+    items = [item.replace(" ", "") for item in str(text).split(",")]
+    if not any(items):
+        raise UsageError("--techniques is empty; give a comma-separated list such as none,l2,dropout")
+    out: list[tuple[str, Recipe]] = []
+    for item in items:
+        if not item:
+            raise UsageError(f"--techniques has an empty item in {text!r}")
+        parts = item.split("+")
+        recipe = Recipe()
+        seen: set[str] = set()
+        for part in parts:
+            name, equals, raw = part.partition("=")
+            if name not in TECHNIQUES:
+                raise UsageError(f"unknown technique {name!r}; available techniques: {', '.join(TECHNIQUES)}")
+            if name in seen:
+                raise UsageError(f"technique {name!r} appears twice in {item!r}")
+            seen.add(name)
+            if name == "none":
+                if len(parts) > 1 or equals:
+                    raise UsageError(f"'none' stands alone and takes no value, got {item!r}")
+                continue
+            value = None
+            if equals:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    raise UsageError(f"the value of {name!r} must be a number, got {raw!r}") from None
+            recipe = _component(recipe, name, value)
+        if any(label == item for label, _ in out):
+            raise UsageError(f"technique {item!r} is listed twice")
+        out.append((item, recipe))
+    return tuple(out)
