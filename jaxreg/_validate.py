@@ -202,7 +202,11 @@ def check_leaf_axes(name: str, axes: tuple[int, ...], shape: tuple[int, ...]) ->
 
 
 def check_key(key: Any, fn_name: str, *, has_deterministic: bool = False) -> None:
-    """Raise ``ValueError`` when a random function got no key (equinox style).
+    """Check that ``key`` is ONE ``jax.random`` key (traced keys included), before it reaches JAX.
+
+    Accepted: a typed key of shape ``()`` (``jax.random.key(0)``, any implementation) or a legacy raw key,
+    a ``uint32`` array of shape ``(2,)`` (``jax.random.PRNGKey(0)``). Under ``jax.vmap`` over a batch of keys
+    the function sees one key, so batches go through ``vmap``, not through this argument.
 
     Args:
       key: the key argument as given.
@@ -211,7 +215,10 @@ def check_key(key: Any, fn_name: str, *, has_deterministic: bool = False) -> Non
         message then mentions it as the other way out.
 
     Raises:
-      ValueError: ``"{fn_name} requires a key ..."`` if ``key`` is None.
+      ValueError: ``"{fn_name} requires a key ..."`` if ``key`` is None (equinox's wording).
+      TypeError: ``"{fn_name}: key must be a single jax.random key ..., got ..."`` for anything else that is
+        not one key: an int, a string, a float or int array, a ``uint32`` array of another shape, a batch of
+        keys.
     """
     if key is None:
         if has_deterministic:
@@ -220,6 +227,21 @@ def check_key(key: Any, fn_name: str, *, has_deterministic: bool = False) -> Non
                 "(e.g. jax.random.key(0)) or deterministic=True."
             )
         raise ValueError(f"{fn_name} requires a key; pass a jax.random key (e.g. jax.random.key(0)).")
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    if isinstance(key, (jax.Array, np.ndarray)):
+        if jnp.issubdtype(dtype, jax.dtypes.prng_key) and shape == ():
+            return
+        if dtype == np.uint32 and shape == (2,):
+            return
+        got = f"an array of dtype {dtype} and shape {shape}"
+        if jnp.issubdtype(dtype, jax.dtypes.prng_key) or (dtype == np.uint32 and len(shape) == 2 and shape[-1] == 2):
+            got += " (a batch of keys: jax.vmap the function over them)"
+    else:
+        got = f"{type(key).__name__} {key!r}"[:80]
+    raise TypeError(
+        f"{fn_name}: key must be a single jax.random key (jax.random.key(0), or a legacy uint32[2] "
+        f"jax.random.PRNGKey(0)), got {got}."
+    )
 
 
 def check_callable(name: str, value: Any) -> Callable[..., Any]:

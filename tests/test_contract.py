@@ -607,3 +607,58 @@ def test_augmentation_contract(name: str, h: float, identity, exact: bool, bad: 
         fn(None, IMAGES, h)
     with pytest.raises(ValueError, match="NHWC"):
         fn(k0, IMAGES[0], h)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Keys: every keyed public function rejects what is not ONE jax.random key with jaxreg's TypeError
+# (issue 15: before, a string or a batch of keys reached jax internals: "too many values to unpack").
+# ---------------------------------------------------------------------------------------------------------
+
+_IMAGES = jnp.ones((2, 8, 8, 3))
+_VECTORS = jnp.ones((4, 6))
+_LABELS = jax.nn.one_hot(jnp.arange(2), 3)
+KEYED_FUNCTIONS = {
+    "dropout": lambda k: jr.dropout(k, _VECTORS, 0.5),
+    "spatial_dropout": lambda k: jr.spatial_dropout(k, _IMAGES, 0.5),
+    "gaussian_dropout": lambda k: jr.gaussian_dropout(k, _VECTORS, 0.5),
+    "alpha_dropout": lambda k: jr.alpha_dropout(k, _VECTORS, 0.5),
+    "gaussian_noise": lambda k: jr.gaussian_noise(k, _VECTORS, 0.5),
+    "drop_path": lambda k: jr.drop_path(k, _VECTORS, 0.5),
+    "drop_connect": lambda k: jr.drop_connect(k, _VECTORS, 0.5),
+    "random_flip": lambda k: jr.random_flip(k, _IMAGES),
+    "random_crop": lambda k: jr.random_crop(k, _IMAGES, padding=1),
+    "random_rotation": lambda k: jr.random_rotation(k, _IMAGES, 10.0),
+    "random_zoom": lambda k: jr.random_zoom(k, _IMAGES, 0.1),
+    "random_translation": lambda k: jr.random_translation(k, _IMAGES, 0.1),
+    "mixup": lambda k: jr.mixup(k, _IMAGES, _LABELS, 0.2),
+    "cutmix": lambda k: jr.cutmix(k, _IMAGES, _LABELS, 1.0),
+    "create_train_state": lambda k: jr.create_train_state({"w": jnp.zeros(2)}, optax.sgd(0.1), k),
+    "mc_predict": lambda k: jr.mc_predict(lambda params, x, key: x, {}, _VECTORS, k, 2),
+}
+BAD_KEYS = {
+    "int": lambda: 0,
+    "string": lambda: "abc",
+    "float array": lambda: jnp.zeros(2, jnp.float32),
+    "uint32 of shape (4,)": lambda: np.zeros(4, np.uint32),
+    "batch of typed keys": lambda: jax.random.split(jax.random.key(0), 4),
+    "batch of raw keys": lambda: jax.random.split(jax.random.PRNGKey(0), 4),
+}
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_KEYS))
+@pytest.mark.parametrize("name", sorted(KEYED_FUNCTIONS))
+def test_keyed_functions_reject_what_is_not_one_key(name, bad):
+    with pytest.raises(TypeError, match=rf"^{name}: key must be a single jax.random key") as info:
+        KEYED_FUNCTIONS[name](BAD_KEYS[bad]())
+    if bad.startswith("batch"):
+        assert "jax.vmap the function over them" in str(info.value)
+    # The raising frame is jaxreg's check, not JAX internals.
+    assert info.traceback[-1].path.name == "_validate.py"
+
+
+@pytest.mark.parametrize("name", ["dropout", "random_flip", "mixup"])
+def test_one_key_of_either_kind_and_vmapped_batches_are_accepted(name):
+    fn = KEYED_FUNCTIONS[name]
+    typed, raw = fn(jax.random.key(0)), fn(jax.random.PRNGKey(0))
+    assert jax.tree.structure(typed) == jax.tree.structure(raw)
+    jax.vmap(fn)(jax.random.split(jax.random.key(0), 3))  # a batch of keys goes through vmap
