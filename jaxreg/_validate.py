@@ -8,7 +8,6 @@ what lets a regularization strength be a traced array in a vmapped sweep.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -56,14 +55,20 @@ def check_in_range(
     *,
     low_inclusive: bool = True,
     high_inclusive: bool = True,
+    finite: bool = True,
 ) -> None:
-    """Raise ``ValueError`` if a concrete ``value`` is NaN or outside the interval; traced values pass.
+    """Raise ``ValueError`` if a concrete ``value`` is NaN, infinite or outside the interval; traced values pass.
+
+    A concrete array (numpy, or a JAX array that is not traced) is concrete too: every element is checked
+    (per-member or per-leaf hyperparameters), its shape is the caller's to check.
 
     Args:
       name: the argument's name, quoted in the message.
-      value: a Python number, numpy scalar, 0-d array, tracer, or a callable (a schedule: not checked).
+      value: a Python number, numpy scalar or array, JAX array, tracer, or a callable (a schedule: not checked).
       low, high: bounds; ``None`` means unbounded on that side.
       low_inclusive, high_inclusive: whether the bounds themselves are allowed.
+      finite: reject infinities (the default: no strength, rate or size is meaningful at infinity; Keras
+        rejects them too); ``False`` for a value such as a baseline, where an infinity means "none".
 
     Raises:
       ValueError: ``"{name} must be in the range [low, high), got {name} = value."``
@@ -77,20 +82,21 @@ def check_in_range(
         isinstance(value, (numbers.Number, np.generic, np.ndarray, jax.Array))
     ):
         raise TypeError(f"{name} must be a number, got {name} = {value!r} of type {type(value).__name__}.")
-    if np.ndim(value) != 0:
-        return  # per-member hyperparameters given as an array; their range is the caller's responsibility
-    v = float(value)
-    lo_br = "[" if low_inclusive else "("
-    hi_br = "]" if high_inclusive else ")"
+    values = np.asarray(value, dtype=np.float64).ravel()
+    lo_br = "[" if low_inclusive and low is not None else "("
+    hi_br = "]" if high_inclusive and high is not None else ")"
     lo_s = "-inf" if low is None else f"{low:g}"
     hi_s = "inf" if high is None else f"{high:g}"
-    bad = math.isnan(v)
+    bad = np.isnan(values)
+    if finite:
+        bad |= np.isinf(values)
     if low is not None:
-        bad |= v < low if low_inclusive else v <= low
+        bad |= values < low if low_inclusive else values <= low
     if high is not None:
-        bad |= v > high if high_inclusive else v >= high
-    if bad:
-        raise ValueError(f"{name} must be in the range {lo_br}{lo_s}, {hi_s}{hi_br}, got {name} = {value}.")
+        bad |= values > high if high_inclusive else values >= high
+    if bad.any():
+        shown = value if np.ndim(value) == 0 else f"an array holding {values[np.argmax(bad)]:g}"
+        raise ValueError(f"{name} must be in the range {lo_br}{lo_s}, {hi_s}{hi_br}, got {name} = {shown}.")
 
 
 def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:

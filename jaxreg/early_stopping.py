@@ -135,7 +135,7 @@ class EarlyStopping:
         check_choice("mode", mode, ("min", "max"))
         if baseline is not None:
             baseline = check_number("baseline", baseline)
-            check_in_range("baseline", baseline)  # rejects NaN, allows +-inf
+            check_in_range("baseline", baseline, finite=False)  # rejects NaN, allows +-inf
         start_from_step = check_positive_int("start_from_step", start_from_step, minimum=0)
         if not isinstance(restore_best, (bool, np.bool_)):
             raise TypeError(f"restore_best must be a bool, got restore_best = {restore_best!r}.")

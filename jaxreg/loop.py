@@ -315,6 +315,8 @@ def _check_loop_args(train_step, epochs, batch_size, initial_epoch, monitor, on_
     batch_size = check_positive_int("batch_size", batch_size)
     initial_epoch = check_positive_int("initial_epoch", initial_epoch, minimum=0)
     check_choice("monitor", monitor, tuple(_MONITOR_SOURCES))
+    if initial_epoch > epochs:
+        raise ValueError(f"initial_epoch must be <= epochs = {epochs}, got initial_epoch = {initial_epoch}.")
     if on_epoch_end is not None:
         check_callable("on_epoch_end", on_epoch_end)
     if eval_step is not None:

@@ -39,6 +39,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxreg._noise_kernels import (
@@ -101,6 +102,8 @@ def _prepare(
 ) -> tuple[jax.Array, bool]:
     """Validate; return ``(x, identity)`` where ``identity`` means: return ``x`` unchanged."""
     check_in_range("rate", rate, 0.0, 1.0, high_inclusive=False)
+    _check_scalar("rate", rate, fn_name)
+    _check_deterministic(deterministic, fn_name)
     if mask_impl is not None:
         check_choice("mask_impl", mask_impl, MASK_IMPLS)
     x = _as_float_array(x, fn_name)
@@ -108,6 +111,18 @@ def _prepare(
         return x, True
     check_key(key, fn_name, has_deterministic=True)
     return x, _is_zero(rate)
+
+
+def _check_scalar(name: str, value: Any, fn_name: str) -> None:
+    # A concrete array is concrete: one rate per call (a batch of rates goes through jax.vmap).
+    if not isinstance(value, jax.core.Tracer) and np.ndim(value) != 0:
+        raise ValueError(f"{fn_name}: {name} must be a scalar, got an array of shape {np.shape(value)}; to use "
+                         f"several values, jax.vmap the function over them.")
+
+
+def _check_deterministic(deterministic: Any, fn_name: str) -> None:
+    if not isinstance(deterministic, (bool, np.bool_)):
+        raise TypeError(f"{fn_name}: deterministic must be a bool, got deterministic = {deterministic!r}.")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -401,6 +416,8 @@ def gaussian_noise(
       0.00 0.50
     """
     check_in_range("stddev", stddev, 0.0, None)
+    _check_scalar("stddev", stddev, "gaussian_noise")
+    _check_deterministic(deterministic, "gaussian_noise")
     x = _as_float_array(x, "gaussian_noise")
     ids = None if example_ids is None else _check_example_ids(example_ids, x, x.shape)
     if deterministic:

@@ -100,6 +100,7 @@ from jax.typing import ArrayLike
 
 from jaxreg._typing import ApplyFn, KeyArray, MaskOrFn, PyTree
 from jaxreg._validate import check_callable, check_in_range, check_key
+from jaxreg.early_stopping import EarlyStopping
 from jaxreg.metrics import accuracy
 
 __all__ = [
@@ -175,7 +176,7 @@ def create_train_state(
     key: KeyArray,
     *,
     model_state: PyTree | None = None,
-    early_stopping: Any | None = None,
+    early_stopping: EarlyStopping | None = None,
 ) -> TrainState:
     """A fresh :class:`TrainState`: ``opt_state = optimizer.init(params)``, ``step = skipped = 0``.
 
@@ -193,7 +194,8 @@ def create_train_state(
 
     Raises:
       ValueError: if ``key`` is None.
-      TypeError: if ``optimizer`` has no ``init``/``update``.
+      TypeError: if ``key`` is not one ``jax.random`` key, ``optimizer`` has no ``init``/``update``, or
+        ``early_stopping`` is not a :class:`jaxreg.EarlyStopping`.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -205,6 +207,8 @@ def create_train_state(
     check_key(key, "create_train_state")
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got optimizer = {optimizer!r}.")
+    if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        raise TypeError(f"early_stopping must be a jr.EarlyStopping, got early_stopping = {early_stopping!r}.")
     model_state = {} if model_state is None else model_state
     stopper = None
     if early_stopping is not None:

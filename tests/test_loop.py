@@ -160,3 +160,22 @@ def test_skipped_steps_warn_once_per_call_with_the_count_and_the_first_epoch():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         jr.fit(_state(), STEP, (X, Y), epochs=1, batch_size=B, progress=False)  # nothing skipped: no warning
+
+
+def test_bad_inputs_issue_15_names_the_argument():
+    """Issue 15, bad input that used to pass silently or die inside JAX: each now names its argument."""
+    key, x = jax.random.key(0), jnp.ones(8)
+    with pytest.raises(ValueError, match=r"rate must be in the range \[0, 1\), got rate = an array holding 1.5"):
+        jr.dropout(key, x, jnp.full((8,), 1.5))  # silently returned zeros
+    with pytest.raises(ValueError, match=r"dropout: rate must be a scalar, got an array of shape \(2,\)"):
+        jr.dropout(key, x, jnp.full((2,), 0.5))  # died in broadcasting
+    with pytest.raises(TypeError, match="dropout: deterministic must be a bool, got deterministic = 'no'"):
+        jr.dropout(key, x, 0.5, deterministic="no")  # was taken as True
+    with pytest.raises(ValueError, match=r"alpha must be in the range \[0, inf\), got alpha = inf"):
+        jr.elastic_net({"kernel": jnp.ones((2, 2))}, alpha=float("inf"))  # returned inf
+    with pytest.raises(ValueError, match=r"factor must be in the range \[0, inf\), got factor = inf"):
+        jr.orthogonal({"kernel": jnp.ones((2, 2))}, factor=float("inf"))  # returned NaN
+    with pytest.raises(TypeError, match="early_stopping must be a jr.EarlyStopping, got early_stopping = 3"):
+        jr.create_train_state({"w": jnp.zeros(2)}, TX, key, early_stopping=3)  # AttributeError
+    with pytest.raises(ValueError, match="initial_epoch must be <= epochs = 2, got initial_epoch = 3"):
+        jr.fit(_state(), STEP, (X, Y), epochs=2, batch_size=B, initial_epoch=3)  # returned {} untrained

@@ -170,10 +170,12 @@ def test_selected_leaves_rejects_traced_mask():
     [
         (1.0, 0.0, 1.0, {"high_inclusive": False}, "rate must be in the range [0, 1), got rate = 1.0."),
         (-0.1, 0.0, 1.0, {}, "rate must be in the range [0, 1], got rate = -0.1."),
-        (0.0, 0.0, None, {"low_inclusive": False}, "rate must be in the range (0, inf], got rate = 0.0."),
-        (float("nan"), None, None, {}, "rate must be in the range [-inf, inf], got rate = nan."),
+        (0.0, 0.0, None, {"low_inclusive": False}, "rate must be in the range (0, inf), got rate = 0.0."),
+        (float("nan"), None, None, {}, "rate must be in the range (-inf, inf), got rate = nan."),
+        (float("inf"), 0.0, None, {}, "rate must be in the range [0, inf), got rate = inf."),
+        (np.array([0.5, 1.5]), 0.0, 1.0, {}, "rate must be in the range [0, 1], got rate = an array holding 1.5."),
         (np.float32(2.5), 0.0, 1.0, {}, "rate must be in the range [0, 1], got rate = 2.5."),
-        (jnp.asarray(-1.0), 0.0, None, {}, "rate must be in the range [0, inf], got rate = -1.0."),
+        (jnp.asarray(-1.0), 0.0, None, {}, "rate must be in the range [0, inf), got rate = -1.0."),
     ],
 )
 def test_check_in_range_message_names_argument_and_value(value, low, high, kw, message):
@@ -185,7 +187,8 @@ def test_check_in_range_message_names_argument_and_value(value, low, high, kw, m
 def test_check_in_range_accepts_valid_traced_callable_and_array_values():
     v.check_in_range("rate", 0.0, 0.0, 1.0)
     v.check_in_range("rate", 1, 0.0, 1.0)
-    v.check_in_range("rate", np.array([5.0, -3.0]), 0.0, 1.0)  # per-member arrays are the caller's business
+    v.check_in_range("rate", np.array([0.5, 0.25]), 0.0, 1.0)  # concrete arrays: every element in range
+    v.check_in_range("baseline", float("-inf"), finite=False)  # where an infinity means "none"
     v.check_in_range("rate", optax.linear_schedule(0.0, 2.0, 10), 0.0, 1.0)  # schedules are not evaluated
 
     @jax.jit
