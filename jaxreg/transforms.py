@@ -77,7 +77,7 @@ from jax.typing import ArrayLike
 
 from jaxreg._typing import MaskOrFn, PyTree
 from jaxreg._validate import check_axes, check_callable, check_in_range, check_leaf_axes
-from jaxreg.select import kernel_mask
+from jaxreg.select import kernel_mask, resolve_mask
 
 __all__ = [
     "AddPenaltyState",
@@ -134,7 +134,15 @@ class ProximalState(NamedTuple):
 
 
 def _maybe_masked(tx: optax.GradientTransformation, mask: MaskOrFn) -> optax.GradientTransformation:
-    return tx if mask is None else optax.masked(tx, mask)
+    if mask is None:
+        return tx
+    masked = optax.masked(tx, mask)
+
+    def init(params: optax.Params) -> optax.OptState:
+        resolve_mask(params, mask)  # a mask that does not fit the params: a ValueError naming `mask`
+        return masked.init(params)
+
+    return masked._replace(init=init)
 
 
 def _value_at(hyperparam: optax.ScalarOrSchedule, count: jax.Array) -> ArrayLike:
@@ -567,4 +575,4 @@ def weight_decay(
       [[ 0.1 -0.2]] [0.]
     """
     check_in_range("rate", rate, 0.0, None)
-    return optax.add_decayed_weights(rate, mask)
+    return _maybe_masked(optax.add_decayed_weights(rate), mask)  # optax.masked, with a mask error naming `mask`

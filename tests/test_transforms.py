@@ -533,3 +533,20 @@ def test_mlp_reduce_on_plateau_and_proximal_l1_last(mlp_problem):
     assert scales[0] == 1.0 and scales[-1] < 0.5  # reduced at least twice on the plateau
     zeros = {name: int(np.sum(np.asarray(layer["kernel"]) == 0.0)) for name, layer in params.items()}
     assert all(z > 0 for z in zeros.values()), zeros
+
+
+@pytest.mark.parametrize("make", [
+    lambda mask: jr.max_norm(1.0, mask=mask),
+    lambda mask: jr.proximal_l1(1e-3, learning_rate=0.1, mask=mask),
+    lambda mask: jr.weight_decay(1e-3, mask=mask),
+    lambda mask: jr.add_penalty(jr.l2, 1e-3, mask=mask),
+])
+def test_a_mask_that_does_not_fit_the_params_names_mask(make):
+    """Issue 15: optax.masked's bare pytree error did not name `mask`; the penalties' wording is the reference."""
+    params = {"a": {"kernel": jnp.ones((2, 2))}, "b": jnp.ones(2)}
+    with pytest.raises(ValueError, match=r"^mask must be a bool pytree with the structure of the params"):
+        make({"a": True}).init(params)
+    with pytest.raises(ValueError, match=r"^mask must be a bool pytree with the structure of the params"):
+        jr.l2(params, mask={"a": True})
+    state = make({"a": True, "b": False}).init(params)  # a fitting mask still works
+    assert state is not None
