@@ -17,6 +17,7 @@ written by the experiment (``--out``), the table goes to stdout, progress bars t
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import warnings
 from collections.abc import Sequence
@@ -110,9 +111,18 @@ def _run(argv: Sequence[str]) -> int:
 def _quietly(run: Any, args: argparse.Namespace) -> int:
     # The loop's "skipped N steps" warning is said by the command itself: in the table and, for a diverged run,
     # in its one-line error. Other warnings still show.
+    # Warnings that do show (an unreadable checkpoint skipped, ...) are one line each, like the errors; orbax's
+    # own log lines (absl) are not for the command's user.
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"(fit|fit_members) skipped", category=RuntimeWarning)
+        warnings.filterwarnings("default", message="skipped unreadable checkpoint")  # said, whatever the filters
+        warnings.showwarning = _show_warning
         return run(args)
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    print(f"{_PROG}: warning: {_one_line(message)}", file=sys.stderr if file is None else file)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,8 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       argv: the arguments after the program name.
 
     Returns:
-      0 on success, 2 for a usage error, 1 for a dataset that is not available offline, a missing extra or a
-      diverged run,
+      0 on success, 2 for a usage error, 1 for a dataset that is not available offline, a missing extra, a
+      diverged run or unreadable checkpoints,
       130 on Ctrl-C.
 
     Example:
@@ -135,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from jaxreg.experiments import UsageError
         from jaxreg.experiments.data import DatasetUnavailableError
-        from jaxreg.experiments.records import DivergedError
+        from jaxreg.experiments.records import RunError
     except ImportError as err:  # the lab's extras are missing: say which to install
         print(f"{_PROG}: {_one_line(err)}", file=sys.stderr)
         return 1
@@ -147,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"{_PROG}: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except (DatasetUnavailableError, DivergedError) as err:
+    except (DatasetUnavailableError, RunError) as err:
         print(f"{_PROG}: {_one_line(err)}", file=sys.stderr)
         return 1
     except ImportError as err:

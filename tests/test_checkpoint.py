@@ -82,7 +82,8 @@ def main():
         print("resumed_from", hook.latest_epoch(), flush=True)
     state, step, data, kwargs = build()
     state, history = jr.checkpoint.resumable_fit(state, step, data, directory=directory, epochs=EPOCHS,
-                                                 max_to_keep=2, **kwargs)
+                                                 max_to_keep=2, asynchronous=os.environ.get("ASYNC") != "0",
+                                                 **kwargs)
     leaves = jax.tree.leaves(jax.device_get((state.params, state.model_state, state.opt_state)))
     np.savez(out + ".npz", *[np.asarray(leaf) for leaf in leaves])
     with open(out + ".json", "w") as f:
@@ -131,8 +132,9 @@ def test_sigkilled_runs_resume_to_bitwise_identical_params(tmp_path):
     script.write_text(SCRIPT)
     directory, out = tmp_path / "ckpt", tmp_path / "result"
 
-    # Run 1 kills itself mid-save: epochs 1, 2 complete (max_to_keep=2), epoch 3 only as a temporary dir.
-    run = _start(script, directory, out, {"KILL_IN_SAVE_AT": "3"})
+    # Run 1 (synchronous saves: every epoch is saved) kills itself mid-save: epochs 1, 2 complete
+    # (max_to_keep=2), epoch 3 only as a temporary dir. Runs 2 and 3 save in the background (the default).
+    run = _start(script, directory, out, {"KILL_IN_SAVE_AT": "3", "ASYNC": "0"})
     stdout, stderr = run.communicate(timeout=120)
     assert run.returncode == -signal.SIGKILL, stderr[-2000:]
     assert _complete_epochs(directory) == [1, 2]
@@ -186,7 +188,7 @@ def test_hook_keeps_every_nth_and_last_few_and_round_trips_typed_keys(tmp_path):
     state = jr.create_train_state(params, optax.adam(0.1), jax.random.key(3, impl="rbg"),
                                   early_stopping=jr.EarlyStopping(patience=1))
     history = {"epoch": [], "val_loss": []}
-    with jr.checkpoint.CheckpointHook(tmp_path, max_to_keep=2, every=2) as hook:
+    with jr.checkpoint.CheckpointHook(tmp_path, max_to_keep=2, every=2, asynchronous=False) as hook:
         for epoch in range(6):
             history["epoch"].append(epoch)
             history["val_loss"].append([0.5, float("nan"), float("inf")][epoch % 3])
@@ -209,14 +211,15 @@ def test_unreadable_checkpoints_are_skipped_and_rewritten(tmp_path):
     arrays are gone is unreadable. Reference: the saved states. The newest readable one is restored, the
     unreadable newer one is removed, and the resumed run can write that epoch again."""
     state = jr.create_train_state({"w": jnp.arange(3.0)}, optax.adam(0.1), jax.random.key(0))
-    with jr.checkpoint.CheckpointHook(tmp_path, max_to_keep=5) as hook:
+    with jr.checkpoint.CheckpointHook(tmp_path, max_to_keep=5, asynchronous=False) as hook:
         for epoch in range(3):
             hook(epoch, state.replace(step=jnp.int32(epoch)), {"epoch": list(range(epoch + 1))})
     shutil.rmtree(tmp_path / "0" / "state")  # half-deleted oldest
     (tmp_path / "0" / "_CHECKPOINT_METADATA").unlink()
     shutil.rmtree(tmp_path / "2" / "state")  # unreadable newest
     with jr.checkpoint.CheckpointHook(tmp_path, max_to_keep=5) as hook:
-        restored, history, initial_epoch = hook.restore_or_init(state)
+        with pytest.warns(jr.checkpoint.CheckpointWarning, match=r"epoch 2: state/_METADATA is missing"):
+            restored, history, initial_epoch = hook.restore_or_init(state)
         assert initial_epoch == 2 and int(restored.step) == 1 and history == {"epoch": [0, 1]}
         assert 2 not in hook.all_epochs()
         hook(2, restored.replace(step=jnp.int32(2)), {"epoch": [2]})
@@ -233,8 +236,8 @@ def test_restore_or_init_starts_fresh_only_when_there_is_no_checkpoint(tmp_path)
         assert same is state and history is None and initial_epoch == 0
         with_stopper = jr.create_train_state({"w": jnp.ones(2)}, optax.sgd(0.1), jax.random.key(0),
                                              early_stopping=jr.EarlyStopping(patience=2))
-        hook(0, with_stopper, {"epoch": [0]})
-        with pytest.raises(Exception):
+        hook.save(0, with_stopper, {"epoch": [0]})
+        with pytest.raises(jr.checkpoint.CheckpointMismatchError, match="intact but does not fit"):
             hook.restore_or_init(state)
     with pytest.raises(ValueError, match="max_to_keep"):
         jr.checkpoint.CheckpointHook(tmp_path / "bad", max_to_keep=0)
@@ -251,7 +254,7 @@ def test_hook_round_trips_stacked_member_states_and_their_histories(tmp_path):
     ])
     histories = [{"epoch": [0], "val_loss": [float(i)]} for i in range(3)]
     with jr.checkpoint.CheckpointHook(tmp_path) as hook:
-        hook(0, states, histories)
+        hook.save(0, states, histories)
         template = jr.create_train_state({"w": jnp.zeros(2)}, optax.sgd(0.1), jax.random.key(9))
         fresh = jr.stack_members([template] * 3)
         restored, saved, initial_epoch = hook.restore_or_init(fresh)
@@ -275,7 +278,8 @@ def test_fewer_epochs_than_the_checkpoint_holds_restore_that_epoch_or_refuse(tmp
     kept_all, kept_last = tmp_path / "all", tmp_path / "last"
     for directory, keep in ((kept_all, 5), (kept_last, 2)):
         state, step, data, kwargs = build()
-        jr.checkpoint.resumable_fit(state, step, data, directory=directory, epochs=5, max_to_keep=keep, **kwargs)
+        jr.checkpoint.resumable_fit(state, step, data, directory=directory, epochs=5, max_to_keep=keep,
+                                    asynchronous=False, **kwargs)
 
     state, step, data, kwargs = build()
     got, history = jr.checkpoint.resumable_fit(state, step, data, directory=kept_all, epochs=3, max_to_keep=5,
@@ -287,3 +291,98 @@ def test_fewer_epochs_than_the_checkpoint_holds_restore_that_epoch_or_refuse(tmp
     state, step, data, kwargs = build()
     with pytest.raises(jr.checkpoint.CheckpointMismatchError, match=r"trained for 5 epochs, more than epochs = 3"):
         jr.checkpoint.resumable_fit(state, step, data, directory=kept_last, epochs=3, max_to_keep=2, **kwargs)
+
+
+def _three_saved_epochs(directory, **hook_kwargs):
+    state = jr.create_train_state({"w": jnp.arange(3.0)}, optax.adam(0.1), jax.random.key(0))
+    with jr.checkpoint.CheckpointHook(directory, max_to_keep=5, asynchronous=False, **hook_kwargs) as hook:
+        for epoch in range(3):
+            hook(epoch, state.replace(step=jnp.int32(epoch)), {"epoch": list(range(epoch + 1))})
+    return state
+
+
+def _truncate_arrays(step_dir):
+    files = [os.path.join(root, n) for root, _, names in os.walk(step_dir / "state") for n in names
+             if os.path.basename(root) == "d"]
+    assert files
+    for path in files:
+        with open(path, "r+b") as f:
+            f.truncate(3)
+
+
+def test_a_truncated_checkpoint_falls_back_with_one_warning_line(tmp_path, capfd):
+    """Issue 15 item 4. Reference: the saved states. The newest checkpoint's array files truncated (what a full
+    disk or an interrupted copy leaves): found by its seal before orbax reads it, skipped for the one before
+    with ONE CheckpointWarning line naming the bad epoch, the fault and the resume point, no orbax noise."""
+    state = _three_saved_epochs(tmp_path)
+    _truncate_arrays(tmp_path / "2")
+    with jr.checkpoint.CheckpointHook(tmp_path, max_to_keep=5) as hook:
+        assert "truncated" in hook.fault(2) and hook.fault(1) is None
+        with pytest.warns(jr.checkpoint.CheckpointWarning) as caught:
+            restored, history, initial_epoch = hook.restore_or_init(state)
+        assert hook.all_epochs() == [0, 1]  # the bad one is gone; the resumed run writes it again
+    assert initial_epoch == 2 and int(restored.step) == 1 and history == {"epoch": [0, 1]}
+    message = str(caught[0].message)
+    assert len(caught) == 1 and "\n" not in message
+    assert "epoch 2" in message and "truncated" in message and "resuming after epoch 1" in message
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err and "Event loop" not in captured.err
+
+
+def test_nothing_readable_is_one_paragraph_naming_the_directory(tmp_path, capfd):
+    """Issue 15 item 4: every kept checkpoint truncated (and one with a corrupt seal) gives one
+    CheckpointUnreadableError naming the directory, each epoch's fault and what to do; nothing from orbax."""
+    state = _three_saved_epochs(tmp_path)
+    for epoch in (1, 2):
+        _truncate_arrays(tmp_path / str(epoch))
+    (tmp_path / "0" / jr.checkpoint.SEAL_NAME).write_text("{not json")
+    with jr.checkpoint.CheckpointHook(tmp_path) as hook:
+        with pytest.raises(jr.checkpoint.CheckpointUnreadableError) as excinfo:
+            hook.restore_or_init(state)
+        with pytest.raises(jr.checkpoint.CheckpointUnreadableError, match="epoch|truncated"):
+            hook.restore(state, 2)
+    message = str(excinfo.value)
+    assert str(tmp_path) in message and "delete" in message
+    assert "epoch 2:" in message and "epoch 0: its file list" in message and "corrupt" in message
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err and "Event loop" not in captured.err
+    assert sorted(os.listdir(tmp_path)) == ["0", "1", "2"]  # nothing deleted when nothing could be read
+
+
+def test_a_corrupted_file_of_the_same_size_is_caught_by_its_checksum(tmp_path):
+    """A flipped byte (same size) in the history of the newest checkpoint: the CRC32 in the seal catches it."""
+    state = _three_saved_epochs(tmp_path)
+    metadata = tmp_path / "2" / "history" / "metadata"
+    data = bytearray(metadata.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    metadata.write_bytes(bytes(data))
+    with jr.checkpoint.CheckpointHook(tmp_path) as hook:
+        assert "CRC32" in hook.fault(2)
+        with pytest.warns(jr.checkpoint.CheckpointWarning, match="epoch 2"):
+            _, history, initial_epoch = hook.restore_or_init(state)
+    assert initial_epoch == 2 and history == {"epoch": [0, 1]}
+
+
+def test_async_saves_never_exceed_max_to_keep_and_always_save_the_last_epoch(tmp_path):
+    """Reference: an uninterrupted jr.fit. Background saves skip the epochs that find a save in flight, keep
+    at most max_to_keep sealed checkpoints, always write the last epoch, and the run is bitwise unchanged."""
+    namespace = {}
+    exec(TRAIN_CODE, namespace)  # noqa: S102 - our own constant configuration code
+    state, step, data, kwargs = namespace["build"]()
+    reference, _ = jr.fit(state, step, data, epochs=namespace["EPOCHS"], **kwargs)
+    state, step, data, kwargs = namespace["build"]()
+    seen = []
+
+    def count_dirs(epoch, state, history):
+        seen.append(len([n for n in os.listdir(tmp_path) if n.isdigit()]))
+
+    got, history = jr.checkpoint.resumable_fit(state, step, data, directory=tmp_path, epochs=namespace["EPOCHS"],
+                                               max_to_keep=2, on_epoch_end=count_dirs, **kwargs)
+    for a, b in zip(jax.tree.leaves(jax.device_get(got.params)), jax.tree.leaves(jax.device_get(reference.params))):
+        np.testing.assert_array_equal(a, b)
+    epochs = _complete_epochs(tmp_path)
+    assert max(seen) <= 2 and len(epochs) <= 2 and epochs[-1] == namespace["EPOCHS"] - 1
+    with jr.checkpoint.CheckpointHook(tmp_path) as hook:
+        assert all(hook.fault(e) is None for e in epochs)
+        assert all((tmp_path / str(e) / jr.checkpoint.SEAL_NAME).exists() for e in epochs)
+    assert history["epoch"] == list(range(namespace["EPOCHS"]))

@@ -130,8 +130,12 @@ def test_bad_output_locations_exit_2_before_any_data_is_loaded(capsys, monkeypat
     assert "an existing file, not a directory" in _stderr_line(capsys)
 
 
-def test_fewer_epochs_than_the_checkpoints_hold_give_that_run_or_a_usage_error(capsys, tmp_path):
-    """Issue 15, item 1. Reference: a fresh 2-epoch run without checkpoints; results.json must be identical."""
+def test_fewer_epochs_than_the_checkpoints_hold_give_that_run_or_a_usage_error(capsys, tmp_path, monkeypatch):
+    """Issue 15, item 1. Reference: a fresh 2-epoch run without checkpoints; results.json must be identical.
+    Synchronous saves here (every epoch saved), so which checkpoints are kept does not depend on timing."""
+    import jaxreg.checkpoint
+
+    monkeypatch.setitem(jaxreg.checkpoint.resumable_fit.__kwdefaults__, "asynchronous", False)
     common = ["compare", "--techniques", "none", "--quiet"]
     assert main([*common, "--epochs", "3", "--checkpoint-dir", str(tmp_path / "c3"), "--out", str(tmp_path / "a")]) == 0
     assert main([*common, "--epochs", "2", "--checkpoint-dir", str(tmp_path / "c3"), "--out", str(tmp_path / "b")]) == 0

@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import math
 import re
 import sys
@@ -268,12 +269,21 @@ def _prepare_checkpoint_dir(directory: str, config: CompareConfig) -> Path:
     path = arguments.prepare_directory("--checkpoint-dir", directory)
     pinned = {k: v for k, v in config.to_json().items() if k != "epochs"}  # more epochs continue, fewer restore
     marker = path / "compare_config.json"
-    if marker.exists():
-        if marker.read_text(encoding="utf-8") != report.canonical_json(pinned):
-            raise UsageError(f"--checkpoint-dir {directory} holds a run with other arguments; "
-                             "use the same arguments or another directory")
-    else:
-        report.write_json(marker, pinned)
+    if not marker.exists():
+        report.write_json(marker, pinned)  # atomic: a run killed here leaves no half-written marker
+        return path
+    try:
+        held = json.loads(marker.read_text(encoding="utf-8"))
+        if not isinstance(held, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, OSError) as err:
+        raise UsageError(f"--checkpoint-dir {directory}: {marker.name} is corrupt ({err}), so the run's arguments "
+                         f"are unknown; delete {path} to start afresh, or use another directory") from None
+    differ = [name for name in sorted(set(held) | set(pinned)) if held.get(name) != pinned.get(name)]
+    if differ:
+        listed = ", ".join(f"{name} ({held.get(name)!r} there, {pinned.get(name)!r} now)" for name in differ[:4])
+        raise UsageError(f"--checkpoint-dir {directory} holds a run with other arguments: {listed}; "
+                         "use the same arguments or another directory")
     return path
 
 

@@ -19,10 +19,16 @@ import numpy as np
 
 from jaxreg.select import kernel_mask
 
-__all__ = ["NEAR_ZERO", "DivergedError", "finite", "kernel_values", "histogram", "run_record", "check_diverged"]
+__all__ = [
+    "NEAR_ZERO", "RunError", "DivergedError", "finite", "kernel_values", "histogram", "run_record", "check_diverged",
+]
 
 
-class DivergedError(RuntimeError):
+class RunError(RuntimeError):
+    """A run that cannot give a result (a diverged run, unreadable checkpoints); the CLI says why and exits 1."""
+
+
+class DivergedError(RunError):
     """Runs that diverged (every step skipped for non-finite values, or a non-finite final loss).
 
     The CLI prints its message on one line and exits with status 1, after the results were written.

@@ -27,6 +27,7 @@ __all__ = [
     "COMPARE_COLUMNS",
     "to_json_data",
     "canonical_json",
+    "write_text_atomic",
     "write_json",
     "format_table",
     "columns",
@@ -156,7 +157,28 @@ def write_json(path: str | os.PathLike, value: Any) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(canonical_json(value), encoding="utf-8")
+    write_text_atomic(path, canonical_json(value))
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename: a reader (or a run killed meanwhile)
+    sees the old file or the new one, never a part.
+
+    Example:
+      >>> import os, tempfile
+      >>> from jaxreg.experiments.report import write_text_atomic
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     print(write_text_atomic(os.path.join(tmp, "a.md"), "# hi\\n").read_text(), end="")
+      # hi
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -256,7 +278,7 @@ def write_outputs(out: str | os.PathLike, result: Mapping[str, Any], *, title: s
     out.mkdir(parents=True, exist_ok=True)
     written = [write_json(out / "results.json", result)]
     path = out / "report.md"
-    path.write_text(f"# {title}\n\n{report.rstrip()}\n", encoding="utf-8")
+    write_text_atomic(path, f"# {title}\n\n{report.rstrip()}\n")
     written.append(path)
     for name, figure in dict(figures).items():
         written.append(plots.save(figure, out / name, dpi=figure.dpi))

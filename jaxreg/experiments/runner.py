@@ -28,7 +28,7 @@ from jaxreg.experiments import data as _data
 from jaxreg.experiments.arguments import UsageError
 from jaxreg.experiments.keys import init_key, label_noise_rng, subset_rng, train_key
 from jaxreg.experiments.programs import Program, SweepProgram, sweep_hparams
-from jaxreg.experiments.records import run_record
+from jaxreg.experiments.records import RunError, run_record
 from jaxreg.loop import fit, fit_members
 from jaxreg.members import stack_members
 from jaxreg.train import create_train_state
@@ -232,6 +232,8 @@ def train_run(label: str, program: Program, splits: Splits, *, seed: int, epochs
                                                       directory=checkpoint_dir, **fit_kwargs)
         except checkpoint.CheckpointMismatchError as err:
             raise UsageError(f"--checkpoint-dir: {err}") from None
+        except checkpoint.CheckpointUnreadableError as err:
+            raise RunError(f"--checkpoint-dir: {err}") from None
     best_epoch = None if early_stopping is None else int(state.stopper.best_step)
     return run_record(label, program.task, final_metrics(program.eval_step, state, splits), state.params, history,
                       settings=settings, skipped=int(state.skipped), best_epoch=best_epoch)
