@@ -86,8 +86,63 @@ def test_train_eval_and_view_toggle_deterministic(name):
     layer.deterministic = None
     with pytest.raises(ValueError, match="deterministic"):
         layer(X)
-    with pytest.raises(ValueError, match="no rngs"):
+    with pytest.raises(ValueError, match="no `rngs` argument was provided"):
         make(None)(X)
+
+
+def test_missing_rngs_error_carries_nnx_dropouts_message():
+    """Reference: the ValueError nnx.Dropout raises when not deterministic and without rngs: jaxreg's Dropout
+    raises the same type with flax's message verbatim at its start; the other layers put their name in it."""
+    with pytest.raises(ValueError) as theirs:
+        nnx.Dropout(0.5)(X)
+    flax_message = str(theirs.value)
+    assert flax_message.startswith("`deterministic` is False, but no `rngs` argument was provided to Dropout")
+    for name, (make, _) in NOISE_CASES.items():
+        with pytest.raises(ValueError) as ours:
+            make(None)(X)
+        owner = type(make(None)).__name__
+        assert str(ours.value).startswith(flax_message.replace("Dropout", owner)), name
+        assert "jaxreg:" in str(ours.value)  # then jaxreg's own advice
+
+
+def test_flax_stochastic_test_dropout_arg_override():
+    """Port of flax tests/nnx/nn/stochastic_test.py TestStochastic.test_dropout_arg_override (nnx.Dropout ->
+    jrn.Dropout; same inputs and assertions, the error matched on flax's wording)."""
+    m = jrn.Dropout(rate=0.5, deterministic=False)
+    x = jnp.ones((1, 10))
+
+    # deterministic call arg provided
+    m(x, deterministic=True)
+    # deterministic constructor arg provided
+    m.set_attributes(deterministic=True)
+    y = m(x)
+    # both deterministic call and constructor arg provided
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(y, m(x, deterministic=False, rngs=nnx.Rngs(dropout=0)))
+    # no rng arg provided
+    m.set_attributes(deterministic=False)
+    with pytest.raises(ValueError, match="`deterministic` is False, but no `rngs` argument was provided to Dropout"):
+        m(x)
+
+
+def test_flax_stochastic_test_dropout_arg_override_view():
+    """Port of flax tests/nnx/nn/stochastic_test.py TestStochastic.test_dropout_arg_override_view (nnx.Dropout
+    -> jrn.Dropout; same inputs and assertions)."""
+    m = jrn.Dropout(rate=0.5, deterministic=False)
+    x = jnp.ones((1, 10))
+
+    # deterministic call arg provided
+    m(x, deterministic=True)
+    # deterministic constructor arg provided
+    new_m = nnx.view(m, deterministic=True)
+    y = new_m(x)
+    # both deterministic call and constructor arg provided
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(y, new_m(x, deterministic=False, rngs=nnx.Rngs(dropout=0)))
+    # no rng arg provided
+    new_m = nnx.view(m, deterministic=False)
+    with pytest.raises(ValueError, match="`deterministic` is False, but no `rngs` argument was provided to Dropout"):
+        new_m(x)
 
 
 def test_zero_rate_needs_no_rngs_and_bad_arguments_raise():

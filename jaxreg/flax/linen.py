@@ -8,9 +8,9 @@ their flax namesakes, so ``jrl.Dropout`` / ``jrl.BatchNorm`` can replace ``nn.Dr
 an existing model: same auto-generated names, same variable tree, same dropout masks (with the default
 ``mask_impl="prng"``), same batch-norm numerics.
 
-Differences from flax, all inherited from the functional core: a ``rate`` of 1 is rejected (``ValueError``)
-instead of returning zeros; ``BatchNorm`` returns ``x.dtype`` (flax with ``dtype=None`` promotes a bfloat16
-input to float32), takes a single integer ``axis`` and no ``mask``; it adds ``ghost_batch_size``.
+Differences from flax: a ``rate`` of 1 is rejected (``ValueError``) instead of returning zeros (inherited
+from the functional core); ``BatchNorm`` takes flax's whole signature and adds ``ghost_batch_size`` (its
+docstring lists the remaining differences).
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from typing import Any, ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen import normalization as linen_normalization
 from flax.typing import Dtype, Initializer
 
-from jaxreg import noise, norm
+from jaxreg import noise
 from jaxreg._typing import ApplyFn, KeyArray
-from jaxreg._validate import check_axis, is_concrete
+from jaxreg._validate import is_concrete
+from jaxreg.flax import _batch_norm_args as bn_args
 
 __all__ = [
     "Dropout",
@@ -265,24 +267,53 @@ class DropPath(_Noise):
 class BatchNorm(nn.Module):
     """Batch normalization, :func:`jaxreg.batch_norm` as a drop-in for ``flax.linen.BatchNorm``.
 
-    Same variables as flax (``params``: ``scale``, ``bias``; ``batch_stats``: ``mean``, ``var``, float32),
-    same defaults (``momentum=0.99``, ``epsilon=1e-5``) and numerics, so variables move between the two
-    modules unchanged. As in flax, the running statistics are not updated while initializing, and
-    ``axis_name`` is ignored then (the named axis need not exist at init). In training mode
-    (``use_running_average=False``) ``apply`` needs ``mutable=["batch_stats"]``.
+    Takes flax's whole signature (fields in flax's order, ``__call__(x, use_running_average, *, mask)``) with
+    flax's semantics: same variables (``params``: ``scale``, ``bias``; ``batch_stats``: ``mean``, ``var``,
+    shaped like the feature axes, float32 unless ``force_float32_reductions=False``), same defaults
+    (``momentum=0.99``, ``epsilon=1e-5``), same output dtype (``dtype``, else the promotion of the input and
+    the parameters), so variables move between the two modules unchanged. As in flax, the running statistics
+    are not updated while initializing, and ``axis_name`` is ignored then (the named axis need not exist at
+    init). In training mode (``use_running_average=False``) ``apply`` needs ``mutable=["batch_stats"]``.
+
+    Most calls run the functional core. A training call with ``mask``, ``use_fast_variance=False``,
+    ``axis_index_groups`` or a statistics ``dtype`` wider than the input's, and any call with a complex input
+    or ``force_float32_reductions=False``, runs flax's own ``_compute_stats``/``_normalize`` instead (the
+    core has no such options), so it is flax's computation exactly.
+
+    Differences from ``flax.linen.BatchNorm``:
+
+    * ``ghost_batch_size`` (a jaxreg addition, appended after flax's fields); it cannot be combined with the
+      options that run flax's helpers (``ValueError`` naming both), nor with ``0`` among the feature axes.
+    * ``momentum`` outside ``[0, 1]``, ``epsilon <= 0`` and an out-of-range ``axis`` raise ``ValueError``
+      naming the argument (flax accepts the first two and fails later on the third).
+    * On the core path, training-mode gradients come from jaxreg's hand-written backward pass: equal to
+      flax's up to float rounding (not bit for bit), and pure forward-mode differentiation (``jax.jvp``,
+      ``jax.jacfwd``) of a training-mode call raises ``TypeError`` (reverse mode and forward-over-reverse
+      work).
+    * Non-adjacent feature axes (e.g. ``axis=(0, 2)``) are transposed next to each other and back around
+      the core (two transposes flax does not do); adjacent ones are a free reshape.
+    * Dtypes follow flax's (standard) promotion even under ``jax_numpy_dtype_promotion="strict"``, where
+      flax's own module raises for a bfloat16 input with float32 parameters.
 
     Attributes:
       use_running_average: ``True`` normalizes with the running statistics; may instead be given to
         ``__call__`` (``merge_param``).
-      axis: the feature axis (one integer).
+      axis: the feature axis, or a tuple of feature axes (one ``scale``/``bias``/statistic per position).
       momentum: decay of the running averages, in ``[0, 1]``.
       epsilon: added to the variance, ``> 0``.
+      dtype: the output dtype (and minimal statistics precision); ``None`` infers it from the input and
+        parameters.
       param_dtype: dtype of ``scale`` and ``bias``.
       use_bias: learn a bias.
       use_scale: learn a scale.
       bias_init: initializer of ``bias``.
       scale_init: initializer of ``scale``.
       axis_name: mapped axis to average the batch statistics over (``vmap``, ``shard_map``, ``pmap``).
+      axis_index_groups: groups of indices of ``axis_name`` to average within (``pmap``), as
+        ``jax.lax.pmean``.
+      use_fast_variance: ``E[|x|^2] - |E[x]|^2`` (flax's default) rather than ``E[|x - E[x]|^2]``.
+      force_float32_reductions: ``False`` keeps statistics and parameters in the input's and
+        ``param_dtype`` precision, as flax.
       ghost_batch_size: normalize ghost batches of this many examples (see :func:`jaxreg.batch_norm`).
 
     Example:
@@ -305,60 +336,119 @@ class BatchNorm(nn.Module):
     """
 
     use_running_average: bool | None = None
-    axis: int = -1
+    axis: int | Sequence[int] = -1
     momentum: float = 0.99
     epsilon: float = 1e-5
+    dtype: Dtype | None = None
     param_dtype: Dtype = jnp.float32
     use_bias: bool = True
     use_scale: bool = True
     bias_init: Initializer = nn.initializers.zeros
     scale_init: Initializer = nn.initializers.ones
     axis_name: str | None = None
+    axis_index_groups: Any = None
+    use_fast_variance: bool = True
+    force_float32_reductions: bool = True
     ghost_batch_size: int | None = None
 
     @nn.compact
-    def __call__(self, x: jax.typing.ArrayLike, use_running_average: bool | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.typing.ArrayLike,
+        use_running_average: bool | None = None,
+        *,
+        mask: jax.typing.ArrayLike | None = None,
+    ) -> jax.Array:
         """Normalize ``x`` and, in training mode outside ``init``, update ``batch_stats``.
 
         Args:
-          x: a floating array of rank >= 1.
+          x: an array of rank >= 1 (real, integer or complex).
           use_running_average: exactly one of this and the attribute must be set.
+          mask: booleans broadcastable to ``x``: the positions the batch statistics are taken over
+            (training mode only, as flax).
 
         Returns:
-          An array with the shape and dtype of ``x``.
+          An array with the shape of ``x`` and flax's output dtype.
 
         Raises:
-          ValueError, TypeError: as :func:`jaxreg.batch_norm`; ``use_running_average`` set twice or never.
+          ValueError, TypeError: as :func:`jaxreg.batch_norm`; ``use_running_average`` set twice or never;
+            ``ghost_batch_size`` with an option run by flax's helpers.
+          NotImplementedError: an option that needs a flax helper the installed flax lacks.
         """
         use_running_average = nn.merge_param(
             "use_running_average", self.use_running_average, use_running_average
         )
         x = jnp.asarray(x)
-        feature_shape = (x.shape[check_axis("axis", self.axis, x.ndim)],)
+        axes = bn_args.feature_axes(self.axis, x.ndim)
+        bn_args.check_hyperparameters(self.momentum, self.epsilon)
+        feature_shape = tuple(x.shape[a] for a in axes)
+        stats_dtype = jnp.float32 if self.force_float32_reductions else self.param_dtype
         # Created in flax's order (statistics, then scale, then bias) so that custom initializers get the
         # same keys.
-        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), feature_shape)
-        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), feature_shape)
-        params = {}
-        if self.use_scale:
-            params["scale"] = self.param("scale", self.scale_init, feature_shape, self.param_dtype)
-        if self.use_bias:
-            params["bias"] = self.param("bias", self.bias_init, feature_shape, self.param_dtype)
-        initializing = self.is_initializing()
-        y, state = norm.batch_norm(
+        ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, stats_dtype), feature_shape)
+        ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, stats_dtype), feature_shape)
+        training = not use_running_average
+        update = training and not self.is_initializing()
+        axis_name = None if self.is_initializing() else self.axis_name
+        reasons = bn_args.flax_path_reasons(
+            x.dtype,
+            training=training,
+            mask=mask,
+            use_fast_variance=self.use_fast_variance,
+            axis_index_groups=self.axis_index_groups,
+            dtype=self.dtype,
+            force_float32_reductions=self.force_float32_reductions,
+        )
+        if reasons:
+            bn_args.check_no_ghost_batches(self.ghost_batch_size, reasons)
+            return self._flax_batch_norm(x, mask, ra_mean, ra_var, training, update, axis_name, axes, reasons)
+        scale = self.param("scale", self.scale_init, feature_shape, self.param_dtype) if self.use_scale else None
+        bias = self.param("bias", self.bias_init, feature_shape, self.param_dtype) if self.use_bias else None
+        y, mean, var = bn_args.core_batch_norm(
             x,
-            params,
-            norm.BatchNormState(mean=ra_mean.value, var=ra_var.value),
-            training=not use_running_average,
+            scale,
+            bias,
+            ra_mean.value,
+            ra_var.value,
+            training=training,
             momentum=self.momentum,
             epsilon=self.epsilon,
-            axis=self.axis,
-            axis_name=None if initializing else self.axis_name,
+            axes=axes,
+            axis_name=axis_name,
             ghost_batch_size=self.ghost_batch_size,
         )
-        if not use_running_average and not initializing:
-            ra_mean.value, ra_var.value = state.mean, state.var
-        return y
+        if update:
+            ra_mean.value, ra_var.value = mean, var
+        return y.astype(bn_args.output_dtype(x, scale, bias, self.dtype))
+
+    def _flax_batch_norm(self, x, mask, ra_mean, ra_var, training, update, axis_name, axes, reasons):
+        """The calls the core cannot compute: flax's ``BatchNorm.__call__`` body, with flax's helpers."""
+        compute_stats = bn_args.flax_helper(linen_normalization, "_compute_stats", reasons)
+        normalize = bn_args.flax_helper(linen_normalization, "_normalize", reasons)
+        reduction_axes = tuple(a for a in range(x.ndim) if a not in axes)
+        with bn_args.standard_promotion():
+            if training:
+                mean, var = compute_stats(
+                    x,
+                    reduction_axes,
+                    dtype=self.dtype,
+                    axis_name=axis_name,
+                    axis_index_groups=self.axis_index_groups,
+                    use_fast_variance=self.use_fast_variance,
+                    mask=mask,
+                    force_float32_reductions=self.force_float32_reductions,
+                )
+                if update:
+                    ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+                    ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+            else:
+                mean, var = ra_mean.value, ra_var.value
+                if not self.force_float32_reductions:
+                    mean, var = jnp.asarray(mean, self.param_dtype), jnp.asarray(var, self.param_dtype)
+            return normalize(
+                self, x, mean, var, reduction_axes, axes, self.dtype, self.param_dtype, self.epsilon,
+                self.use_bias, self.use_scale, self.bias_init, self.scale_init, self.force_float32_reductions,
+            )
 
 
 def linen_apply(

@@ -5,9 +5,11 @@ the ``'dropout'`` stream of the ``nnx.Rngs`` given at construction (``rngs[rng_c
 one key per call from it, unless the call passes ``rngs=`` (an ``nnx.Rngs``, an ``nnx.RngStream`` or a key);
 ``deterministic`` is an attribute that ``model.train()`` / ``model.eval()`` (``set_attributes``) and
 ``nnx.view`` toggle. ``BatchNorm`` holds ``nnx.Param`` ``scale``/``bias`` and ``nnx.BatchStat``
-``mean``/``var`` like ``nnx.BatchNorm``, with ``use_running_average`` toggled the same way. All arithmetic is
-the functional core's (``jaxreg.noise``, :func:`jaxreg.batch_norm`); with ``mask_impl="prng"`` the dropout
-masks are ``nnx.Dropout``'s for the same ``Rngs``, bit for bit.
+``mean``/``var`` like ``nnx.BatchNorm``, with ``use_running_average`` toggled the same way; it takes
+``nnx.BatchNorm``'s whole signature and lives in ``_nnx_norm`` (re-exported here). The arithmetic is the
+functional core's (``jaxreg.noise``, :func:`jaxreg.batch_norm`; the batch-norm options the core lacks run
+nnx's own helpers); with ``mask_impl="prng"`` the dropout masks are ``nnx.Dropout``'s for the same ``Rngs``,
+bit for bit, and a missing rng raises ``nnx.Dropout``'s ``ValueError`` message.
 
 Example:
   >>> import jax.numpy as jnp
@@ -34,14 +36,12 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
-from flax.typing import Dtype, Initializer
-from jax import lax
 
-from jaxreg import noise, norm
+from jaxreg import noise
 from jaxreg._typing import ApplyFn, PyTree
-from jaxreg._validate import check_positive_int, is_concrete
+from jaxreg._validate import is_concrete
+from jaxreg.flax._nnx_norm import BatchNorm
 
 __all__ = [
     "Dropout",
@@ -55,6 +55,13 @@ __all__ = [
 ]
 
 RngsArg = nnx.Rngs | nnx.RngStream | jax.Array | None
+
+# nnx.Dropout's message, verbatim (its line break and indentation included) for Dropout, so that code
+# matching on flax's text matches jaxreg's; the other layers put their own name in place of Dropout.
+_NO_RNGS = (
+    "`deterministic` is False, but no `rngs` argument was provided to {owner}\n"
+    "          as either a __call__ argument or class attribute."
+)
 
 
 def _first_set(call_value: bool | None, attr_value: bool | None, name: str, owner: str) -> bool:
@@ -113,8 +120,8 @@ class _StochasticLayer(nnx.Module):
           An array with the shape and dtype of ``x``.
 
         Raises:
-          ValueError: bad ``rate`` (``stddev``) or ``mask_impl``; no rngs when not deterministic;
-            ``deterministic`` ``None`` in both places.
+          ValueError: bad ``rate`` (``stddev``) or ``mask_impl``; no rngs when not deterministic (its
+            message starts with ``nnx.Dropout``'s); ``deterministic`` ``None`` in both places.
           TypeError: ``rngs`` of another type.
         """
         owner = type(self).__name__
@@ -133,9 +140,8 @@ class _StochasticLayer(nnx.Module):
             key = rngs
         elif rngs is None:
             raise ValueError(
-                f"{owner} is not deterministic but has no rngs: construct it with rngs=nnx.Rngs(...) "
-                f"(stream {self.rng_collection!r}), pass rngs= to the call, or set deterministic=True "
-                "(model.eval())."
+                _NO_RNGS.format(owner=owner) + f" jaxreg: construct {owner} with rngs=nnx.Rngs(...) (stream "
+                f"{self.rng_collection!r}), pass rngs= to the call, or set deterministic=True (model.eval())."
             )
         else:
             raise TypeError(
@@ -391,133 +397,6 @@ class DropPath(_StochasticLayer):
         super().__init__(deterministic, rng_collection, rngs)
         self.rate = rate
         self.mask_impl = mask_impl
-
-
-class BatchNorm(nnx.Module):
-    """Batch normalization, :func:`jaxreg.batch_norm` as a drop-in for ``nnx.BatchNorm``.
-
-    Same state as ``nnx.BatchNorm``: ``nnx.Param`` ``scale`` and ``bias`` (``param_dtype``), ``nnx.BatchStat``
-    ``mean`` and ``var`` (float32), so ``nnx.update`` moves state between the two. In training mode
-    (``use_running_average=False``, ``model.train()``) each call normalizes with the batch statistics and
-    updates ``mean``/``var`` (outside the gradient, ``stop_gradient``); ``model.eval()`` switches to the
-    running statistics.
-
-    Args:
-      num_features: size of the feature axis.
-      use_running_average: ``True`` normalizes with the running statistics.
-      axis: the feature axis (one integer).
-      momentum: decay of the running averages, in ``[0, 1]``.
-      epsilon: added to the variance, ``> 0``.
-      param_dtype: dtype of ``scale`` and ``bias``.
-      use_bias: learn a bias.
-      use_scale: learn a scale.
-      bias_init: initializer of ``bias``.
-      scale_init: initializer of ``scale``.
-      axis_name: mapped axis to average the batch statistics over.
-      ghost_batch_size: normalize ghost batches of this many examples (see :func:`jaxreg.batch_norm`).
-      rngs: an ``nnx.Rngs``; its ``params`` stream feeds the initializers (scale first, as nnx).
-
-    Raises:
-      TypeError, ValueError: ``num_features`` not a positive integer.
-
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from flax import nnx
-      >>> from jaxreg.flax import nnx as jrn
-      >>> bn = jrn.BatchNorm(2, momentum=0.9, rngs=nnx.Rngs(0))
-      >>> y = bn(jnp.array([[1.0, 10.0], [3.0, 30.0]]))
-      >>> print(jnp.round(y, 3))
-      [[-1. -1.]
-       [ 1.  1.]]
-      >>> print(bn.mean[...])  # 0.9 * 0 + 0.1 * batch mean
-      [0.2 2. ]
-      >>> bn.eval()
-      >>> bn.use_running_average
-      True
-    """
-
-    def __init__(
-        self,
-        num_features: int,
-        *,
-        use_running_average: bool | None = False,
-        axis: int = -1,
-        momentum: float = 0.99,
-        epsilon: float = 1e-5,
-        param_dtype: Dtype = jnp.float32,
-        use_bias: bool = True,
-        use_scale: bool = True,
-        bias_init: Initializer = nnx.initializers.zeros_init(),
-        scale_init: Initializer = nnx.initializers.ones_init(),
-        axis_name: str | None = None,
-        ghost_batch_size: int | None = None,
-        rngs: nnx.Rngs,
-    ) -> None:
-        feature_shape = (check_positive_int("num_features", num_features),)
-        self.mean = nnx.BatchStat(jnp.zeros(feature_shape, jnp.float32))
-        self.var = nnx.BatchStat(jnp.ones(feature_shape, jnp.float32))
-        self.scale: nnx.Param[jax.Array] | None
-        self.bias: nnx.Param[jax.Array] | None
-        # Keys drawn in nnx.BatchNorm's order, so custom initializers give the same values.
-        self.scale = nnx.Param(scale_init(rngs.params(), feature_shape, param_dtype)) if use_scale else nnx.data(None)
-        self.bias = nnx.Param(bias_init(rngs.params(), feature_shape, param_dtype)) if use_bias else nnx.data(None)
-        self.num_features = num_features
-        self.use_running_average = use_running_average
-        self.axis = axis
-        self.momentum = momentum
-        self.epsilon = epsilon
-        self.param_dtype = param_dtype
-        self.use_bias = use_bias
-        self.use_scale = use_scale
-        self.axis_name = axis_name
-        self.ghost_batch_size = ghost_batch_size
-
-    def __call__(self, x: jax.typing.ArrayLike, use_running_average: bool | None = None) -> jax.Array:
-        """Normalize ``x``; in training mode, update ``mean`` and ``var``.
-
-        Args:
-          x: a floating array of rank >= 1 with ``num_features`` on ``axis``.
-          use_running_average: overrides the attribute when given.
-
-        Returns:
-          An array with the shape and dtype of ``x``.
-
-        Raises:
-          ValueError, TypeError: as :func:`jaxreg.batch_norm`; ``use_running_average`` ``None`` in both places.
-        """
-        use_running_average = _first_set(
-            use_running_average, self.use_running_average, "use_running_average", type(self).__name__
-        )
-        params = {}
-        if self.scale is not None:
-            params["scale"] = self.scale[...]
-        if self.bias is not None:
-            params["bias"] = self.bias[...]
-        training = not use_running_average
-        y, state = norm.batch_norm(
-            x,
-            params,
-            norm.BatchNormState(mean=self.mean[...], var=self.var[...]),
-            training=training,
-            momentum=self.momentum,
-            epsilon=self.epsilon,
-            axis=self.axis,
-            axis_name=self.axis_name,
-            ghost_batch_size=self.ghost_batch_size,
-        )
-        if training:
-            self.mean[...] = lax.stop_gradient(state.mean)
-            self.var[...] = lax.stop_gradient(state.var)
-        return y
-
-    def set_view(self, use_running_average: bool | None = None) -> None:
-        """Set ``use_running_average`` for ``nnx.view``, as ``nnx.BatchNorm.set_view``.
-
-        Args:
-          use_running_average: the new value; ``None`` leaves it unchanged.
-        """
-        if use_running_average is not None:
-            self.use_running_average = use_running_average
 
 
 def nnx_apply(model: nnx.Module) -> tuple[ApplyFn, PyTree, PyTree]:
