@@ -21,6 +21,8 @@ __all__ = [
     "concrete_value",
     "check_in_range",
     "check_number",
+    "check_scalar",
+    "check_bool",
     "check_positive_int",
     "check_choice",
     "check_axis",
@@ -56,6 +58,7 @@ def check_in_range(
     low_inclusive: bool = True,
     high_inclusive: bool = True,
     finite: bool = True,
+    scalar: bool = False,
 ) -> None:
     """Raise ``ValueError`` if a concrete ``value`` is NaN, infinite or outside the interval; traced values pass.
 
@@ -69,13 +72,17 @@ def check_in_range(
       low_inclusive, high_inclusive: whether the bounds themselves are allowed.
       finite: reject infinities (the default: no strength, rate or size is meaningful at infinity; Keras
         rejects them too); ``False`` for a value such as a baseline, where an infinity means "none".
+      scalar: also require a scalar, traced or not (see :func:`check_scalar`).
 
     Raises:
-      ValueError: ``"{name} must be in the range [low, high), got {name} = value."``
+      ValueError: ``"{name} must be in the range [low, high), got {name} = value."``; with ``scalar``, also
+        ``"{name} must be a scalar, ..."``.
       TypeError: if ``value`` is neither a number, an array, nor a callable.
     """
     if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
         return  # an optax schedule: checked when it is evaluated, if ever
+    if scalar:
+        check_scalar(name, value)
     if isinstance(value, jax.core.Tracer):
         return
     if isinstance(value, (bool, np.bool_)) or not (
@@ -97,6 +104,50 @@ def check_in_range(
     if bad.any():
         shown = value if np.ndim(value) == 0 else f"an array holding {values[np.argmax(bad)]:g}"
         raise ValueError(f"{name} must be in the range {lo_br}{lo_s}, {hi_s}{hi_br}, got {name} = {shown}.")
+
+
+def check_scalar(name: str, value: Any, fn_name: str | None = None) -> None:
+    """Raise ``ValueError`` if ``value`` is an array (or a list) of rank > 0; scalars and schedules pass.
+
+    Unlike :func:`check_in_range`, traced values are checked too: their shape is static. Under ``jax.vmap``
+    each member sees a scalar, so a batch of values goes through ``vmap``, not through this argument.
+
+    Args:
+      name: the argument's name, quoted in the message.
+      value: a number, an array, a tracer, or a callable (an optax schedule: not checked).
+      fn_name: the public function's name, quoted first when given.
+
+    Raises:
+      ValueError: ``"{fn_name}: {name} must be a scalar, got an array of shape (2,); ..."``.
+    """
+    if callable(value) and not isinstance(value, (jax.Array, np.ndarray)):
+        return
+    try:
+        shape = np.shape(value)
+    except (TypeError, ValueError):  # a ragged sequence: not a scalar either
+        shape = None
+    if shape == ():
+        return
+    prefix = f"{fn_name}: " if fn_name else ""
+    got = f"an array of shape {shape}" if shape is not None else f"{name} = {value!r}"[:80]
+    raise ValueError(f"{prefix}{name} must be a scalar, got {got}; to use several values, jax.vmap the function "
+                     "over them.")
+
+
+def check_bool(name: str, value: Any, fn_name: str | None = None) -> bool:
+    """Return ``bool(value)``; raise ``TypeError`` unless ``value`` is a Python or numpy bool.
+
+    For static flags (``horizontal``, ``batch_mean``, ``jit``...): an array, NaN, ``0``/``1`` or a string is
+    refused rather than read by its truth value.
+
+    Raises:
+      TypeError: ``"{fn_name}: {name} must be a bool, got {name} = value."``
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        prefix = f"{fn_name}: " if fn_name else ""
+        shown = f"{value!r}"[:80]
+        raise TypeError(f"{prefix}{name} must be a bool, got {name} = {shown}.")
+    return bool(value)
 
 
 def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
@@ -135,7 +186,8 @@ def check_number(name: str, value: Any) -> float:
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     choices = tuple(choices)
-    if value not in choices:
+    # An array is never a choice (choices are static Python values), and `in` would ask for its truth value.
+    if isinstance(value, (np.ndarray, jax.Array)) or value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {allowed}, got {name} = {value!r}.")
 

@@ -16,6 +16,13 @@ The rule is Keras 3's ``keras.callbacks.EarlyStopping``, update for update (``st
 Keras' ``epoch``, counted from 0), with one deliberate difference: a NaN value never counts as an
 improvement (Keras would take a NaN at the first monitored epoch as its best and then never improve on it).
 
+``mode="auto"`` (the default, as in Keras) picks the direction from the monitored metric's name with Keras'
+rule (a name containing ``"acc"`` or ``"auc"``, or starting with ``"fmeasure"``, is maximized; anything
+else, a loss, minimized). :func:`jaxreg.fit` and :func:`jaxreg.fit_members` know the name
+(their ``monitor=``) and resolve it with :meth:`EarlyStopping.for_monitor`. A stopper used on its own never
+learns the name: there ``"auto"`` means ``"min"``, Keras' resolution for its default monitor ``"val_loss"``;
+call ``stopper.for_monitor("val_accuracy")`` or pass ``mode="max"`` to watch an accuracy.
+
 Compared with ``flax.training.early_stopping.EarlyStopping``, whose ``update`` branches in Python on the
 metric (a ``ConcretizationTypeError`` under ``jit``), this one traces, keeps the best parameters for
 restoring, and has Keras' ``mode="max"``, ``baseline`` and ``start_from_epoch`` (here ``start_from_step``).
@@ -35,6 +42,23 @@ from jaxreg._typing import PyTree
 from jaxreg._validate import check_choice, check_in_range, check_number, check_positive_int
 
 __all__ = ["EarlyStopping", "EarlyStoppingState"]
+
+_MODES = ("auto", "min", "max")
+
+
+def _auto_mode(monitor: str) -> str:
+    """Keras' ``mode="auto"``: ``"max"`` for a metric named like an accuracy or an AUC, else ``"min"``.
+
+    The rule of ``keras.callbacks.EarlyStopping`` (Keras 2): ``"acc"`` or ``"auc"`` anywhere in the name, or
+    a name starting with ``"fmeasure"``, is maximized; every other name (``"val_loss"``, ``"train_loss"``,
+    ``"mse"``...) is minimized. For the metrics :func:`jaxreg.fit` records it agrees with Keras 3, which
+    minimizes ``"loss"`` and maximizes ``"accuracy"`` (a metric whose direction is up).
+    """
+    if not isinstance(monitor, str):
+        raise TypeError(f"monitor must be a metric name (a str), got monitor = {monitor!r}.")
+    if "acc" in monitor or "auc" in monitor or monitor.startswith("fmeasure"):
+        return "max"
+    return "min"
 
 
 class EarlyStoppingState(NamedTuple):
@@ -78,7 +102,9 @@ class EarlyStopping:
     Args:
       patience: number of monitored steps without improvement after which to stop; an int >= 0.
       min_delta: an improvement must beat the best value by more than this; a float >= 0.
-      mode: ``"min"`` (a loss) or ``"max"`` (an accuracy).
+      mode: ``"min"`` (a loss), ``"max"`` (an accuracy) or ``"auto"`` (the default: resolved from the
+        monitored name by :func:`jaxreg.fit` / :meth:`for_monitor` with Keras' rule; ``"min"`` when the name
+        is never given, see the module docstring).
       baseline: optional value to beat: while no step beats it, ``wait`` is never reset, so training stops
         after ``patience`` non-improving steps. ``None`` for none.
       start_from_step: number of warm-up steps that are not monitored; an int >= 0 (Keras'
@@ -88,7 +114,7 @@ class EarlyStopping:
 
     Raises:
       ValueError: if ``patience`` or ``start_from_step`` is negative, ``min_delta`` is negative or NaN,
-        ``baseline`` is NaN, or ``mode`` is not ``"min"``/``"max"``; the message names the argument.
+        ``baseline`` is NaN, or ``mode`` is not ``"auto"``/``"min"``/``"max"``; the message names the argument.
       TypeError: if an integer argument is not an int, a float argument not a real number, or
         ``restore_best`` not a bool.
 
@@ -114,7 +140,7 @@ class EarlyStopping:
 
     patience: int
     min_delta: float = 0.0
-    mode: str = "min"
+    mode: str = "auto"
     baseline: float | None = None
     start_from_step: int = 0
     restore_best: bool = True
@@ -124,7 +150,7 @@ class EarlyStopping:
         patience: int,
         *,
         min_delta: float = 0.0,
-        mode: str = "min",
+        mode: str = "auto",
         baseline: float | None = None,
         start_from_step: int = 0,
         restore_best: bool = True,
@@ -132,7 +158,7 @@ class EarlyStopping:
         patience = check_positive_int("patience", patience, minimum=0)
         min_delta = check_number("min_delta", min_delta)
         check_in_range("min_delta", min_delta, 0.0, None)
-        check_choice("mode", mode, ("min", "max"))
+        check_choice("mode", mode, _MODES)
         if baseline is not None:
             baseline = check_number("baseline", baseline)
             check_in_range("baseline", baseline, finite=False)  # rejects NaN, allows +-inf
@@ -149,6 +175,26 @@ class EarlyStopping:
             ("restore_best", bool(restore_best)),
         ):
             object.__setattr__(self, name, value)
+
+    def for_monitor(self, monitor: str) -> EarlyStopping:
+        """This stopper with ``mode="auto"`` resolved for the metric ``monitor`` by Keras' rule.
+
+        ``"max"`` when the name contains ``"acc"`` or ``"auc"`` or starts with ``"fmeasure"`` (Keras 2's
+        ``EarlyStopping``; for :func:`jaxreg.fit`'s metrics Keras 3 agrees: it maximizes ``"accuracy"``,
+        whose direction is up, and minimizes ``"loss"``), else ``"min"``. An explicit ``"min"``/``"max"`` is
+        kept. :func:`jaxreg.fit` and :func:`jaxreg.fit_members` call this with their ``monitor``; the state is
+        the same for every mode, so ``init`` may come before or after.
+
+        Raises:
+          TypeError: if ``monitor`` is not a str.
+
+        Example:
+          >>> import jaxreg as jr
+          >>> jr.EarlyStopping(3).for_monitor("val_accuracy").mode, jr.EarlyStopping(3).for_monitor("val_loss").mode
+          ('max', 'min')
+        """
+        resolved = _auto_mode(monitor)
+        return self if self.mode != "auto" else dataclasses.replace(self, mode=resolved)
 
     def init(self, params: PyTree = None) -> EarlyStoppingState:
         """The state before the first update.
@@ -192,7 +238,7 @@ class EarlyStopping:
 
     def _beats(self, value: jax.Array, reference: jax.Array | float) -> jax.Array:
         """Whether ``value`` is better than ``reference`` by more than ``min_delta`` (False for NaNs)."""
-        if self.mode == "min":
+        if self.mode != "max":  # "auto" without a monitor name: Keras' default monitor, val_loss, is minimized
             return value + self.min_delta < reference
         return value - self.min_delta > reference
 

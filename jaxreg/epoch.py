@@ -18,7 +18,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxreg._typing import KeyArray, PyTree
-from jaxreg._validate import check_callable, check_positive_int
+from jaxreg._validate import check_bool, check_callable, check_in_range, check_key, check_positive_int, check_scalar
 
 __all__ = ["shuffle_key", "make_train_epoch"]
 
@@ -30,12 +30,31 @@ _SHUFFLE_STREAM = np.uint32(0xFFFFFFFF)
 def shuffle_key(key: KeyArray, epoch: ArrayLike) -> KeyArray:
     """The key that shuffles epoch ``epoch``: ``fold_in(fold_in(key, 2**32 - 1), epoch)``.
 
+    Args:
+      key: one ``jax.random`` key (typed or legacy), e.g. ``state.key``.
+      epoch: the epoch number, an integer scalar >= 0 (Python, numpy, or a JAX array; may be traced).
+
+    Returns:
+      A key of the kind of ``key``.
+
+    Raises:
+      TypeError: if ``key`` is not one ``jax.random`` key or ``epoch`` is not an integer.
+      ValueError: if ``epoch`` is not a scalar, or a concrete ``epoch`` is negative.
+
     Example:
       >>> import jax
       >>> import jaxreg as jr
       >>> jax.random.permutation(jr.shuffle_key(jax.random.key(0), 3), 5).shape
       (5,)
     """
+    check_key(key, "shuffle_key")
+    check_scalar("epoch", epoch, "shuffle_key")
+    dtype = getattr(epoch, "dtype", None)
+    integral = (isinstance(epoch, int) and not isinstance(epoch, bool)) if dtype is None else (
+        jnp.issubdtype(dtype, jnp.integer))
+    if not integral:
+        raise TypeError(f"shuffle_key: epoch must be an integer, got epoch = {epoch!r}.")
+    check_in_range("epoch", epoch, 0.0, None)
     return jax.random.fold_in(jax.random.fold_in(key, _SHUFFLE_STREAM), epoch)
 
 
@@ -91,7 +110,7 @@ def make_train_epoch(
 
     Raises:
       ValueError: if ``batch_size`` is not positive, exceeds ``n``, or the leading axes disagree.
-      TypeError: if ``train_step`` is not callable or ``batch_size`` not an int.
+      TypeError: if ``train_step`` is not callable, ``batch_size`` not an int, or ``donate``/``jit`` not a bool.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -109,6 +128,8 @@ def make_train_epoch(
     """
     check_callable("train_step", train_step)
     batch_size = check_positive_int("batch_size", batch_size)
+    check_bool("donate", donate, "make_train_epoch")
+    check_bool("jit", jit, "make_train_epoch")
 
     def train_epoch(state, x, y, epoch, weights=None, value=None):
         n = num_examples("the training data", x, y, weights)

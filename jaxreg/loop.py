@@ -309,7 +309,7 @@ def _warn_skipped(histories: list[History], *, steps_per_epoch: int, vmapped: bo
 
 
 def _check_loop_args(train_step, epochs, batch_size, initial_epoch, monitor, on_epoch_end, eval_step, has_val,
-                     eval_train, early_stopping) -> tuple[int, int, int]:
+                     eval_train, early_stopping) -> tuple[int, int, int, EarlyStopping | None]:
     check_callable("train_step", train_step)
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
@@ -328,7 +328,8 @@ def _check_loop_args(train_step, epochs, batch_size, initial_epoch, monitor, on_
             raise TypeError(f"early_stopping must be a jr.EarlyStopping, got early_stopping = {early_stopping!r}.")
         if monitor.startswith("val_") and not has_val:
             raise ValueError(f"monitor = {monitor!r} needs val_data.")
-    return epochs, batch_size, initial_epoch
+        early_stopping = early_stopping.for_monitor(monitor)  # mode="auto": max for accuracies, min for losses
+    return epochs, batch_size, initial_epoch, early_stopping
 
 
 def _data(name: str, data: Any, *, weights_allowed: bool) -> tuple[Any, Any, jax.Array | None]:
@@ -396,7 +397,7 @@ def fit(
       batch_size: examples per step.
       val_data: optional ``(x, y)`` or ``(x, y, weights)`` evaluated in one batch after every epoch.
       eval_step: from :func:`jaxreg.make_eval_step`; required with ``val_data`` or ``eval_train``.
-      early_stopping: an optional :class:`jaxreg.EarlyStopping` (its ``mode`` must suit ``monitor``).
+      early_stopping: an optional :class:`jaxreg.EarlyStopping`; ``mode="auto"`` follows ``monitor``.
       monitor: the history key early stopping watches: ``"val_loss"``, ``"val_accuracy"``, ``"train_loss"``
         or ``"train_accuracy"``.
       eval_train: also evaluate the training set in evaluation mode after each epoch.
@@ -436,7 +437,7 @@ def fit(
       >>> history["epoch"], history["val_loss"][-1] < history["val_loss"][0]
       ([0, 1, 2], True)
     """
-    epochs, batch_size, initial_epoch = _check_loop_args(
+    epochs, batch_size, initial_epoch, early_stopping = _check_loop_args(
         train_step, epochs, batch_size, initial_epoch, monitor, on_epoch_end, eval_step, val_data is not None,
         eval_train, early_stopping)
     if not isinstance(state, TrainState):
@@ -514,7 +515,8 @@ def fit_members(
       val_weights: optional ``(K, n_val)`` per-member validation weights (``~masks`` for k folds).
       eval_step: ``evaluate(state, x, y, weights=None)`` from :func:`jaxreg.make_eval_step` (any ``jit``),
         the same for every member; required with ``val_data`` or ``eval_train``.
-      early_stopping: an optional :class:`jaxreg.EarlyStopping` applied to every member separately.
+      early_stopping: an optional :class:`jaxreg.EarlyStopping` applied to every member separately
+        (``mode="auto"`` follows ``monitor``).
       monitor: the history key the stoppers watch: ``"val_loss"``, ``"val_accuracy"``, ``"train_loss"``,
         ``"train_accuracy"``.
       eval_train: also evaluate each member's (weighted) training set in evaluation mode after each epoch.
@@ -555,7 +557,7 @@ def fit_members(
       >>> bool(norms[0] > norms[1] > norms[2]), len(histories), histories[0]["epoch"]
       (True, 3, [0, 1, 2, 3, 4])
     """
-    epochs, batch_size, initial_epoch = _check_loop_args(
+    epochs, batch_size, initial_epoch, early_stopping = _check_loop_args(
         train_step, epochs, batch_size, initial_epoch, monitor, on_epoch_end, eval_step, val_data is not None,
         eval_train, early_stopping)
     if val_weights is not None and val_data is None:

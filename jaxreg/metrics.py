@@ -13,7 +13,7 @@ per-epoch ``history``:
 * ``sparsity(params)``: fraction of exact zeros (what ``jr.proximal_l1`` produces).
 * ``mc_predict(apply_fn, params, x, key, num_samples)``: mean and standard deviation of the predictions
   over ``num_samples`` dropout masks (Monte Carlo dropout, Gal & Ghahramani 2016), one ``vmap``.
-* ``accuracy(logits, labels)``: top-1 accuracy for integer labels, optionally weighted.
+* ``accuracy(logits, labels)``: top-1 accuracy for integer or one-hot labels, optionally weighted.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from jaxreg._typing import KeyArray, MaskOrFn, PyTree
-from jaxreg._validate import check_callable, check_key, check_positive_int
+from jaxreg._validate import check_bool, check_callable, check_key, check_positive_int
 from jaxreg.select import key_path_str, resolve_mask
 
 __all__ = [
@@ -39,19 +40,22 @@ __all__ = [
 
 
 def accuracy(logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None) -> jax.Array:
-    """Top-1 accuracy: the (weighted) fraction of rows whose ``argmax`` equals the integer label.
+    """Top-1 accuracy: the (weighted) fraction of rows whose ``argmax`` equals the label.
 
     Args:
       logits: scores of shape ``(..., num_classes)``; any float dtype (probabilities work too).
-      labels: integer labels of shape ``(...)`` (``logits.shape[:-1]``).
-      weights: optional per-example weights of shape ``(...)``; the result is
+      labels: integer class indices of shape ``logits.shape[:-1]``, or one-hot / soft labels of the shape of
+        ``logits`` (their ``argmax`` is the class, as for mixed-up labels).
+      weights: optional per-example weights of shape ``logits.shape[:-1]``; the result is
         ``sum(w * correct) / max(sum(w), 1)``, so zero weights exclude examples (k-fold masks).
 
     Returns:
       A float32 scalar in ``[0, 1]``.
 
     Raises:
-      ValueError: if ``labels.shape != logits.shape[:-1]``.
+      ValueError: if ``labels`` has neither shape (the message names both shapes), or ``weights`` does not
+        have shape ``logits.shape[:-1]``.
+      TypeError: if labels of shape ``logits.shape[:-1]`` are not integers.
 
     Example:
       >>> import jax.numpy as jnp
@@ -59,18 +63,41 @@ def accuracy(logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None 
       >>> logits = jnp.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
       >>> print(jr.accuracy(logits, jnp.array([0, 1, 1])))
       0.6666667
+      >>> print(jr.accuracy(logits, jnp.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])))  # one-hot labels
+      0.6666667
     """
     logits = jnp.asarray(logits)
     labels = jnp.asarray(labels)
-    if labels.shape != logits.shape[:-1]:
+    if logits.ndim == 0:
+        raise ValueError(f"logits must have a class axis, (..., num_classes), got logits of shape {logits.shape}.")
+    if labels.shape == logits.shape and labels.ndim >= 1:
+        labels = jnp.argmax(labels, axis=-1)  # one-hot or soft labels: the class with the most weight
+    elif labels.shape == logits.shape[:-1]:
+        if not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise TypeError(f"labels of shape logits.shape[:-1] = {logits.shape[:-1]} must be integer class "
+                            f"indices, got labels.dtype = {labels.dtype}.")
+    else:
         raise ValueError(
-            f"labels must have shape logits.shape[:-1] = {logits.shape[:-1]}, got labels.shape = {labels.shape}."
+            f"accuracy got logits of shape {logits.shape} and labels of shape {labels.shape}: labels must be "
+            f"integer class indices of shape logits.shape[:-1] = {logits.shape[:-1]} or one-hot/soft labels of "
+            f"shape {logits.shape}."
         )
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     if weights is None:
         return jnp.mean(correct)
+    if jnp.shape(weights) != labels.shape:
+        raise ValueError(f"weights must have shape logits.shape[:-1] = {labels.shape}, one per example, got weights "
+                         f"of shape {jnp.shape(weights)}.")
     w = jnp.asarray(weights).astype(jnp.float32)
     return jnp.sum(w * correct) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def _check_broadcast(name_a: str, a: jax.Array, name_b: str, b: jax.Array) -> None:
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{name_a} of shape {a.shape} and {name_b} of shape {b.shape} do not broadcast; pass the "
+                         "same metric for the same runs (equal shapes, or a scalar for one side).") from None
 
 
 def generalization_gap(
@@ -90,6 +117,10 @@ def generalization_gap(
     Returns:
       An array of the broadcast shape and the operands' (common) dtype.
 
+    Raises:
+      ValueError: if the two shapes do not broadcast (the message names both).
+      TypeError: if ``higher_is_better`` is not a bool.
+
     Example:
       >>> import jaxreg as jr
       >>> print(jr.generalization_gap(0.98, 0.90))
@@ -99,6 +130,8 @@ def generalization_gap(
     """
     train = jnp.asarray(train_metric)
     val = jnp.asarray(val_metric)
+    _check_broadcast("train_metric", train, "val_metric", val)
+    check_bool("higher_is_better", higher_is_better, "generalization_gap")
     return train - val if higher_is_better else val - train
 
 
@@ -113,12 +146,17 @@ def overfitting_score(train_loss: ArrayLike, val_loss: ArrayLike) -> jax.Array:
       An array of the broadcast shape. A zero training loss gives ``inf`` (or ``nan`` when both are zero),
       as IEEE division does.
 
+    Raises:
+      ValueError: if the two shapes do not broadcast (the message names both).
+
     Example:
       >>> import jaxreg as jr
       >>> print(jr.overfitting_score(0.2, 0.5))
       2.5
     """
-    return jnp.asarray(val_loss) / jnp.asarray(train_loss)
+    train, val = jnp.asarray(train_loss), jnp.asarray(val_loss)
+    _check_broadcast("train_loss", train, "val_loss", val)
+    return val / train
 
 
 def weight_norms(params: PyTree, *, mask: MaskOrFn = None) -> dict[str, dict[str, jax.Array]]:

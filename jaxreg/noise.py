@@ -39,7 +39,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from jaxreg._noise_kernels import (
@@ -52,7 +51,16 @@ from jaxreg._noise_kernels import (
 )
 
 from jaxreg._typing import KeyArray
-from jaxreg._validate import check_axes, check_axis, check_choice, check_in_range, check_key, is_concrete
+from jaxreg._validate import (
+    check_axes,
+    check_axis,
+    check_bool,
+    check_choice,
+    check_in_range,
+    check_key,
+    check_scalar,
+    is_concrete,
+)
 
 __all__ = [
     "dropout",
@@ -66,6 +74,8 @@ __all__ = [
 
 # SELU's negative saturation value, -scale * alpha (Klambauer et al. 2017; Keras AlphaDropout).
 _ALPHA_PRIME = -1.7580993408473766
+# The largest float32 below 1: gaussian_dropout's cap on a traced rate (stddev sqrt(r / (1 - r)) ~ 4096).
+_BELOW_ONE = 1.0 - 2.0**-24
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -102,8 +112,8 @@ def _prepare(
 ) -> tuple[jax.Array, bool]:
     """Validate; return ``(x, identity)`` where ``identity`` means: return ``x`` unchanged."""
     check_in_range("rate", rate, 0.0, 1.0, high_inclusive=False)
-    _check_scalar("rate", rate, fn_name)
-    _check_deterministic(deterministic, fn_name)
+    check_scalar("rate", rate, fn_name)
+    check_bool("deterministic", deterministic, fn_name)
     if mask_impl is not None:
         check_choice("mask_impl", mask_impl, MASK_IMPLS)
     x = _as_float_array(x, fn_name)
@@ -111,18 +121,6 @@ def _prepare(
         return x, True
     check_key(key, fn_name, has_deterministic=True)
     return x, _is_zero(rate)
-
-
-def _check_scalar(name: str, value: Any, fn_name: str) -> None:
-    # A concrete array is concrete: one rate per call (a batch of rates goes through jax.vmap).
-    if not isinstance(value, jax.core.Tracer) and np.ndim(value) != 0:
-        raise ValueError(f"{fn_name}: {name} must be a scalar, got an array of shape {np.shape(value)}; to use "
-                         f"several values, jax.vmap the function over them.")
-
-
-def _check_deterministic(deterministic: Any, fn_name: str) -> None:
-    if not isinstance(deterministic, (bool, np.bool_)):
-        raise TypeError(f"{fn_name}: deterministic must be a bool, got deterministic = {deterministic!r}.")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -148,7 +146,13 @@ def _alpha_affine(rate: Any, dtype: Any) -> tuple[jax.Array, tuple[jax.Array, ja
     alpha = jnp.float32(_ALPHA_PRIME)
     a = lax.rsqrt((jnp.float32(1) - r) * (jnp.float32(1) + r * alpha * alpha))
     b = -a * alpha * r
-    return a.astype(dtype), (b.astype(dtype), (a * alpha + b).astype(dtype))
+    fill = a * alpha + b
+    # A traced rate of 1 drops every unit: a and b are inf there (and inf - inf = NaN for the fill), but the
+    # fill's limit as rate -> 1 is alpha' * sqrt(1 - rate) / sqrt(1 + rate * alpha'**2) -> 0, and no unit is
+    # kept to be scaled. Zeros make the output that limit, 0, and keep it finite.
+    all_dropped = r >= 1
+    a, b, fill = (jnp.where(all_dropped, jnp.float32(0), v) for v in (a, b, fill))
+    return a.astype(dtype), (b.astype(dtype), fill.astype(dtype))
 
 
 def _bernoulli_dropout(
@@ -310,7 +314,9 @@ def gaussian_dropout(
     Args:
       key: a ``jax.random`` key; may be ``None`` when ``deterministic``.
       x: a floating array.
-      rate: in ``[0, 1)``; may be traced. ``0`` returns ``x``.
+      rate: in ``[0, 1)``; may be traced. ``0`` returns ``x``. A traced rate is clamped to ``1 - 2**-24``
+        (the largest float32 below 1), so a traced rate of 1, where the variance ``rate / (1 - rate)`` is
+        infinite, gives finite noise of stddev about 4096 rather than inf/NaN; a concrete 1 is refused.
       deterministic: return ``x`` unchanged.
       example_ids: optional ``(batch,)`` integer ids: row ``i``'s noise depends on ``(key, id)`` only.
 
@@ -318,7 +324,7 @@ def gaussian_dropout(
       An array with the shape and dtype of ``x``.
 
     Raises:
-      ValueError: ``rate`` outside ``[0, 1)`` or missing key.
+      ValueError: ``rate`` outside ``[0, 1)`` or not a scalar, or missing key.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -334,7 +340,9 @@ def gaussian_dropout(
     if is_concrete(rate):
         stddev = jnp.asarray(math.sqrt(float(rate) / (1.0 - float(rate))), jnp.float32)
     else:
-        r = lax.stop_gradient(jnp.asarray(rate, jnp.float32))
+        # A traced rate of 1 would make the stddev inf (and the output inf/NaN): rates are clamped to the
+        # largest float32 below 1, 1 - 2**-24, where the stddev is about 4096.
+        r = jnp.minimum(lax.stop_gradient(jnp.asarray(rate, jnp.float32)), jnp.float32(_BELOW_ONE))
         stddev = jnp.sqrt(r / (jnp.float32(1) - r))
     return gaussian_dropout_kernel(key, x, stddev, ids)
 
@@ -358,7 +366,9 @@ def alpha_dropout(
     Args:
       key: a ``jax.random`` key; may be ``None`` when ``deterministic``.
       x: a floating array.
-      rate: drop probability in ``[0, 1)``; may be traced. ``0`` returns ``x``.
+      rate: drop probability in ``[0, 1)``; may be traced. ``0`` returns ``x``. A traced rate of 1 drops
+        every unit and returns zeros, the limit of the dropped units' value ``a * alpha' + b`` as the rate
+        tends to 1 (where ``a`` and ``b`` themselves are infinite); a concrete 1 is refused.
       deterministic: return ``x`` unchanged.
       broadcast_dims: axes sharing the mask (Keras ``noise_shape`` with ones there).
       mask_impl: ``"prng"`` or ``"hash"``, as in :func:`dropout`.
@@ -416,8 +426,8 @@ def gaussian_noise(
       0.00 0.50
     """
     check_in_range("stddev", stddev, 0.0, None)
-    _check_scalar("stddev", stddev, "gaussian_noise")
-    _check_deterministic(deterministic, "gaussian_noise")
+    check_scalar("stddev", stddev, "gaussian_noise")
+    check_bool("deterministic", deterministic, "gaussian_noise")
     x = _as_float_array(x, "gaussian_noise")
     ids = None if example_ids is None else _check_example_ids(example_ids, x, x.shape)
     if deterministic:

@@ -263,8 +263,8 @@ def _check_common(x: Any, params: Any, state: Any, training: Any, momentum: Any,
             f"training must be a Python bool (it selects batch or running statistics at trace time), "
             f"got training = {training!r}."
         )
-    check_in_range("momentum", momentum, 0.0, 1.0)
-    check_in_range("epsilon", epsilon, 0.0, None, low_inclusive=False)
+    check_in_range("momentum", momentum, 0.0, 1.0, scalar=True)
+    check_in_range("epsilon", epsilon, 0.0, None, low_inclusive=False, scalar=True)
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"x must have a floating dtype, got x.dtype = {x.dtype}.")
@@ -519,8 +519,8 @@ def batch_renorm(
       [-0.5  1.5]
     """
     x, axis, scale, bias = _check_common(x, params, state, training, momentum, epsilon, axis)
-    check_in_range("r_max", r_max, 1.0, None)
-    check_in_range("d_max", d_max, 0.0, None)
+    check_in_range("r_max", r_max, 1.0, None, scalar=True)
+    check_in_range("d_max", d_max, 0.0, None, scalar=True)
     if not training:
         return _normalize_eval(x, scale, bias, state, epsilon, axis), state
 

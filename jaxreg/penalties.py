@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxreg._typing import MaskOrFn, PyTree
-from jaxreg._validate import check_axes, check_choice, check_in_range, check_leaf_axes
+from jaxreg._validate import check_axes, check_bool, check_choice, check_in_range, check_leaf_axes, check_scalar
 from jaxreg.select import selected_leaves
 
 __all__ = [
@@ -213,8 +213,8 @@ def elastic_net(
       A scalar in the accumulation dtype (float32, or float64 if a selected leaf is float64).
 
     Raises:
-      ValueError: if a concrete ``alpha < 0``, ``l1_ratio`` is outside ``[0, 1]``, either is NaN, or
-        ``mask`` does not match ``tree``.
+      ValueError: if a concrete ``alpha < 0``, ``l1_ratio`` is outside ``[0, 1]``, either is NaN or not a
+        scalar, or ``mask`` does not match ``tree``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -225,6 +225,8 @@ def elastic_net(
     """
     check_in_range("alpha", alpha, 0.0, None)
     check_in_range("l1_ratio", l1_ratio, 0.0, 1.0)
+    check_scalar("alpha", alpha, "elastic_net")  # a penalty is one number: several strengths go through vmap
+    check_scalar("l1_ratio", l1_ratio, "elastic_net")
     return _elastic_net_core(selected_leaves(tree, mask), alpha, l1_ratio)
 
 
@@ -293,8 +295,8 @@ def orthogonal(
       A scalar in the accumulation dtype (float32, or float64 if a selected leaf is float64).
 
     Raises:
-      ValueError: if a concrete ``factor`` is negative or NaN, ``mode`` is not ``"rows"``/``"columns"``,
-        or ``mask`` does not match ``tree``.
+      ValueError: if a concrete ``factor`` is negative or NaN, ``factor`` is not a scalar, ``mode`` is not
+        ``"rows"``/``"columns"``, or ``mask`` does not match ``tree``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -306,6 +308,7 @@ def orthogonal(
       0.0
     """
     check_in_range("factor", factor, 0.0, None)
+    check_scalar("factor", factor, "orthogonal")
     check_choice("mode", mode, ("rows", "columns"))
     return _orthogonal_core(selected_leaves(tree, mask), factor, mode)
 
@@ -320,10 +323,13 @@ def activity_l1(activations: PyTree, *, batch_mean: bool = False) -> jax.Array:
 
     Args:
       activations: an array or pytree of float arrays, batch on axis 0.
-      batch_mean: divide each output's sum by its batch size.
+      batch_mean: divide each output's sum by its batch size (a bool).
 
     Returns:
       A scalar in the accumulation dtype (float32, or float64 for float64 activations).
+
+    Raises:
+      TypeError: if ``batch_mean`` is not a bool.
 
     Example:
       >>> import jax.numpy as jnp
@@ -332,6 +338,7 @@ def activity_l1(activations: PyTree, *, batch_mean: bool = False) -> jax.Array:
       >>> print(jr.activity_l1(a), jr.activity_l1(a, batch_mean=True))
       4.0 2.0
     """
+    check_bool("batch_mean", batch_mean, "activity_l1")
     return _activity_core(jax.tree.leaves(activations), squared=False, batch_mean=batch_mean)
 
 
@@ -345,10 +352,13 @@ def activity_l2(activations: PyTree, *, batch_mean: bool = False) -> jax.Array:
 
     Args:
       activations: an array or pytree of float arrays, batch on axis 0.
-      batch_mean: divide each output's sum by its batch size.
+      batch_mean: divide each output's sum by its batch size (a bool).
 
     Returns:
       A scalar in the accumulation dtype (float32, or float64 for float64 activations).
+
+    Raises:
+      TypeError: if ``batch_mean`` is not a bool.
 
     Example:
       >>> import jax.numpy as jnp
@@ -357,4 +367,5 @@ def activity_l2(activations: PyTree, *, batch_mean: bool = False) -> jax.Array:
       >>> print(jr.activity_l2(a), jr.activity_l2(a, batch_mean=True))
       6.0 3.0
     """
+    check_bool("batch_mean", batch_mean, "activity_l2")
     return _activity_core(jax.tree.leaves(activations), squared=True, batch_mean=batch_mean)

@@ -9,8 +9,10 @@ batch statistics no. Works on Flax linen param dicts and on ``flax.nnx.State`` a
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import jax
+import numpy as np
 from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
 from jaxreg._typing import MaskOrFn, PyTree
@@ -103,6 +105,7 @@ def path_mask(params: PyTree, *, include: str | None = None, exclude: str | None
 
     Raises:
       ValueError: if a pattern is not a valid regular expression.
+      TypeError: if ``include`` or ``exclude`` is neither a string (or compiled pattern) nor None.
 
     Example:
       >>> import jax.numpy as jnp
@@ -111,6 +114,10 @@ def path_mask(params: PyTree, *, include: str | None = None, exclude: str | None
       >>> jr.path_mask(params, include="kernel", exclude="^head/")
       {'encoder': {'kernel': True}, 'head': {'kernel': False}}
     """
+    for name, pattern in (("include", include), ("exclude", exclude)):
+        if pattern is not None and not isinstance(pattern, (str, re.Pattern)):
+            raise TypeError(f"path_mask: {name} must be a regular expression string or None, got {name} = "
+                            f"{pattern!r}"[:160] + ".")
     try:
         inc = re.compile(include) if include is not None else None
         exc = re.compile(exclude) if exclude is not None else None
@@ -137,6 +144,7 @@ def resolve_mask(tree: PyTree, mask: MaskOrFn) -> PyTree:
 
     Raises:
       ValueError: if ``mask`` is not a prefix of ``tree``'s structure.
+      TypeError: if a mask entry is not a bool (an array of rank > 0, a number, NaN...).
 
     Example:
       >>> import jax.numpy as jnp
@@ -150,12 +158,28 @@ def resolve_mask(tree: PyTree, mask: MaskOrFn) -> PyTree:
     if callable(mask) and not isinstance(mask, (bool, jax.Array)):
         mask = mask(tree)
     try:
-        return jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), mask, tree)
+        full = jax.tree.map(lambda m, sub: jax.tree.map(lambda _: m, sub), mask, tree)
     except (ValueError, TypeError) as e:
         raise ValueError(
             "mask must be a bool pytree with the structure of the params (or a prefix of it), or a callable "
             f"params -> mask; it does not match: {e}"
         ) from e
+    for path, entry in jax.tree_util.tree_flatten_with_path(full)[0]:
+        if not _is_bool_entry(entry):
+            shape = getattr(entry, "shape", None)
+            got = f"an array of shape {shape}" if shape else repr(entry)[:60]
+            raise TypeError(
+                f"mask must be a bool pytree with one True/False per leaf (or subtree) of the params, got {got} "
+                f"for '{key_path_str(path)}'."
+            )
+    return full
+
+
+def _is_bool_entry(entry: Any) -> bool:
+    """A Python/numpy bool, or a 0-d bool array (a traced one too: selected_leaves refuses it by name)."""
+    if isinstance(entry, (bool, np.bool_)):
+        return True
+    return isinstance(entry, (jax.Array, np.ndarray)) and entry.dtype == np.bool_ and entry.ndim == 0
 
 
 def selected_leaves(tree: PyTree, mask: MaskOrFn) -> list[jax.Array]:

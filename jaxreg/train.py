@@ -99,7 +99,7 @@ import optax
 from jax.typing import ArrayLike
 
 from jaxreg._typing import ApplyFn, KeyArray, MaskOrFn, PyTree
-from jaxreg._validate import check_callable, check_in_range, check_key
+from jaxreg._validate import check_bool, check_callable, check_in_range, check_key
 from jaxreg.early_stopping import EarlyStopping
 from jaxreg.metrics import accuracy
 
@@ -235,9 +235,30 @@ def _check_penalties(penalties: Sequence[Penalty | tuple]) -> tuple[Penalty, ...
             )
         penalty = Penalty(*entry)
         check_callable(f"penalties[{i}] fn", penalty.fn)
-        check_in_range(f"penalties[{i}] coefficient", penalty.coefficient, 0.0, None)
+        check_in_range(f"penalties[{i}] coefficient", penalty.coefficient, 0.0, None, scalar=True)
         out.append(penalty)
     return tuple(out)
+
+
+def _check_batch(outputs: Any, y: Any, weights: Any) -> None:
+    """Trace-time shape checks (shapes are static): the batch axis of outputs, y and weights must agree.
+
+    ``loss_fn`` is the user's, so only the leading axis is compared: outputs and labels whose batch sizes
+    differ would otherwise die in (or silently survive) broadcasting inside it. Pytree outputs or labels
+    (several heads) are left to ``loss_fn``.
+    """
+    out_shape, y_shape = getattr(outputs, "shape", None), getattr(y, "shape", None)
+    if out_shape and y_shape and out_shape[0] != y_shape[0]:
+        raise ValueError(
+            f"loss_fn(outputs, y) got outputs of shape {tuple(out_shape)} and y of shape {tuple(y_shape)}: their "
+            f"leading (batch) dimensions differ ({out_shape[0]} != {y_shape[0]}); apply_fn must return one output "
+            "row per example of x, and y must hold one label per example."
+        )
+    batch = out_shape[0] if out_shape else (y_shape[0] if y_shape else None)
+    if weights is not None and batch is not None and jnp.shape(weights) != (batch,):
+        raise ValueError(f"weights must have shape (batch,) = ({batch},), one per example, got weights of shape "
+                         f"{jnp.shape(weights)}.")
+
 
 def _per_example(losses: jax.Array) -> jax.Array:
     losses = jnp.asarray(losses)
@@ -303,8 +324,11 @@ def make_train_step(
       (1 if this step's update was skipped).
 
     Raises:
-      TypeError: if a function argument is not callable or a penalty entry is malformed.
-      ValueError: if a concrete penalty coefficient is negative.
+      TypeError: if a function argument is not callable, a penalty entry is malformed, or ``donate``/``jit``
+        is not a bool.
+      ValueError: if a penalty coefficient is not a scalar or, when concrete, is negative or NaN. When the
+        step is traced (its first call): if ``outputs`` and ``y`` differ in their leading (batch) dimension,
+        or ``weights`` is not ``(batch,)``.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -329,6 +353,8 @@ def make_train_step(
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got optimizer = {optimizer!r}.")
     penalties = _check_penalties(penalties)
+    check_bool("donate", donate, "make_train_step")
+    check_bool("jit", jit, "make_train_step")
     takes_extra_args = isinstance(optimizer, optax.GradientTransformationExtraArgs)
 
     def train_step(state: TrainState, x: Any, y: Any, weights: ArrayLike | None = None, value: ArrayLike | None = None):
@@ -336,6 +362,7 @@ def make_train_step(
 
         def objective(params):
             outputs, model_state = apply_fn(params, state.model_state, x, key=noise_key, training=True)
+            _check_batch(outputs, y, weights)
             task = _weighted_mean(loss_fn(outputs, y), weights)
             penalty = jnp.zeros((), task.dtype)
             for fn, coef, mask in penalties:
@@ -413,7 +440,9 @@ def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn, *, jit: bool = True) -> C
       ``evaluate(state, x, y, weights=None)`` returning a dict of float32 scalars.
 
     Raises:
-      TypeError: if ``apply_fn`` or ``loss_fn`` is not callable.
+      TypeError: if ``apply_fn`` or ``loss_fn`` is not callable, or ``jit`` is not a bool.
+      ValueError: when traced, if ``outputs`` and ``y`` differ in their leading (batch) dimension, or
+        ``weights`` is not ``(batch,)``.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -428,9 +457,11 @@ def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn, *, jit: bool = True) -> C
     """
     check_callable("apply_fn", apply_fn)
     check_callable("loss_fn", loss_fn)
+    check_bool("jit", jit, "make_eval_step")
 
     def eval_step(state: TrainState, x: Any, y: Any, weights: ArrayLike | None = None) -> dict[str, jax.Array]:
         outputs, _ = apply_fn(state.params, state.model_state, x, key=None, training=False)
+        _check_batch(outputs, y, weights)
         metrics = {"loss": _weighted_mean(loss_fn(outputs, y), weights).astype(jnp.float32)}
         if _is_classification(outputs, y):
             metrics["accuracy"] = accuracy(outputs, y, weights=weights)

@@ -37,7 +37,8 @@ enable strict promotion, trace their ``update`` under ``jax.numpy_dtype_promotio
 transforms here are clean under strict promotion.
 
 Conventions shared by every factory: hyperparameters are checked at construction (``ValueError`` quoting the
-bad value; traced values, e.g. a strength swept under ``jax.vmap``, pass unchecked); ``mask`` (a bool pytree,
+bad value; traced values, e.g. a strength swept under ``jax.vmap``, pass unchecked) and must be scalars
+(several values: ``jax.vmap``); ``mask`` (a bool pytree,
 a prefix of one, or a callable such as :func:`jaxreg.kernel_mask`) is handed to ``optax.masked``, so
 unselected leaves' updates pass through untouched; a ``strength`` or ``learning_rate`` may be an optax
 schedule, evaluated at the number of updates done so far (kept in the state, as in
@@ -205,7 +206,7 @@ def add_penalty(
       [[ 1. -2.]] [0.]
     """
     check_callable("penalty_fn", penalty_fn)
-    check_in_range("strength", strength, 0.0, None)
+    check_in_range("strength", strength, 0.0, None, scalar=True)
 
     def init_fn(params: PyTree) -> AddPenaltyState:
         del params
@@ -296,8 +297,8 @@ def proximal_l1(
       >>> print(optax.apply_updates(params, updates))
       [ 0.  -0.4  1.9]
     """
-    check_in_range("strength", strength, 0.0, None)
-    check_in_range("learning_rate", learning_rate, 0.0, None, low_inclusive=False)
+    check_in_range("strength", strength, 0.0, None, scalar=True)
+    check_in_range("learning_rate", learning_rate, 0.0, None, low_inclusive=False, scalar=True)
     return _proximal(lambda x, lr, s: _soft_threshold(x, lr * s), strength, learning_rate, mask)
 
 
@@ -340,9 +341,9 @@ def proximal_elastic_net(
       >>> print(optax.apply_updates(params, updates))
       [ 0. -1.  2.]
     """
-    check_in_range("strength", strength, 0.0, None)
-    check_in_range("l1_ratio", l1_ratio, 0.0, 1.0)
-    check_in_range("learning_rate", learning_rate, 0.0, None, low_inclusive=False)
+    check_in_range("strength", strength, 0.0, None, scalar=True)
+    check_in_range("l1_ratio", l1_ratio, 0.0, 1.0, scalar=True)
+    check_in_range("learning_rate", learning_rate, 0.0, None, low_inclusive=False, scalar=True)
 
     def prox(x: jax.Array, lr: jax.Array, s: jax.Array) -> jax.Array:
         r = _as(l1_ratio, x)
@@ -392,8 +393,8 @@ def proximal_group_lasso(
       [[2.4 0. ]
        [3.2 0. ]]
     """
-    check_in_range("strength", strength, 0.0, None)
-    check_in_range("learning_rate", learning_rate, 0.0, None, low_inclusive=False)
+    check_in_range("strength", strength, 0.0, None, scalar=True)
+    check_in_range("learning_rate", learning_rate, 0.0, None, low_inclusive=False, scalar=True)
     axes = check_axes("axis", axis)
 
     def prox(x: jax.Array, lr: jax.Array, s: jax.Array) -> jax.Array:
@@ -429,9 +430,11 @@ def max_norm(max_value: ArrayLike, *, axis: Axis = 0, mask: MaskOrFn = None) -> 
     """Constrain each unit's L2 norm to at most ``max_value`` after the step (Keras ``MaxNorm``); place last.
 
     The new params are ``w * clip(n, 0, max_value) / (1e-7 + n)`` with ``w = params + updates`` and ``n`` the
-    norm of each unit over ``axis``: exactly ``keras.constraints.MaxNorm(max_value, axis)(w)``, including
-    Keras' epsilon (units under the bound are scaled by ``n / (n + 1e-7)``, a no-op in float32 for
-    ``n >> 1e-7``). The returned updates are that minus ``params``.
+    norm of each unit over ``axis``: ``keras.constraints.MaxNorm(max_value, axis)(w)``, Keras' epsilon
+    included (units under the bound are scaled by ``n / (n + 1e-7)``, a no-op in float32 for
+    ``n >> 1e-7``), to float rounding: the returned updates are that minus ``params``, and optax adds them
+    back, so each new entry is within about 1 ulp of ``|params|`` of Keras' value (float32 weights of
+    magnitude 50: ~2e-6 per entry, unit norms ~3e-6 off the bound; Keras assigns the projection, ~2e-7).
 
     Args:
       max_value: the largest allowed unit norm, ``> 0``. May be traced.
@@ -458,7 +461,7 @@ def max_norm(max_value: ArrayLike, *, axis: Axis = 0, mask: MaskOrFn = None) -> 
       >>> print(jnp.linalg.norm(kernel + updates, axis=0))
       [2.  0.5]
     """
-    check_in_range("max_value", max_value, 0.0, None, low_inclusive=False)
+    check_in_range("max_value", max_value, 0.0, None, low_inclusive=False, scalar=True)
     axes = check_axes("axis", axis)
 
     def project(w: jax.Array) -> jax.Array:
@@ -473,7 +476,8 @@ def unit_norm(*, axis: Axis = 0, mask: MaskOrFn = None) -> optax.GradientTransfo
     """Rescale each unit to L2 norm 1 after the step (Keras ``UnitNorm``); place last.
 
     The new params are ``w / (1e-7 + n)`` with ``w = params + updates`` and ``n`` each unit's norm over
-    ``axis``: exactly ``keras.constraints.UnitNorm(axis)(w)``. An all-zero unit stays zero.
+    ``axis``: ``keras.constraints.UnitNorm(axis)(w)`` to float rounding (about 1 ulp of ``|params|`` per
+    entry, as :func:`max_norm` explains: optax adds the updates to the params). An all-zero unit stays zero.
 
     Args:
       axis: axis or axes each norm is taken over (``0``: per output unit of a dense kernel ``(in, out)``).
@@ -574,5 +578,5 @@ def weight_decay(
       >>> print(updates["kernel"], updates["bias"])
       [[ 0.1 -0.2]] [0.]
     """
-    check_in_range("rate", rate, 0.0, None)
+    check_in_range("rate", rate, 0.0, None, scalar=True)
     return _maybe_masked(optax.add_decayed_weights(rate), mask)  # optax.masked, with a mask error naming `mask`

@@ -414,3 +414,69 @@ BAD_ARGS = [
 def test_bad_arguments_raise_naming_the_argument(call, error, name):
     with pytest.raises(error, match=name):
         call()
+
+
+# ------------------------------------------------------------------------------ layout and dtypes (issue 15)
+
+NCHW = np.ascontiguousarray(np.moveaxis(X[:2], -1, 1))  # (2, 3, 8, 8): the obvious channels-first batch
+SPATIAL_OPS = {
+    "flip": lambda x: jr.flip(x),
+    "random_flip": lambda x: jr.random_flip(KEY, x),
+    "random_crop": lambda x: jr.random_crop(KEY, x, padding=1),
+    "rotate": lambda x: jr.rotate(x, 10.0),
+    "zoom": lambda x: jr.zoom(x, 1.2),
+    "translate": lambda x: jr.translate(x, (1.0, 0.0)),
+    "random_rotation": lambda x: jr.random_rotation(KEY, x, 10.0),
+    "random_zoom": lambda x: jr.random_zoom(KEY, x, 0.1),
+    "random_translation": lambda x: jr.random_translation(KEY, x, 0.1),
+    "cutmix": lambda x: jr.cutmix(KEY, x, Y[:2, :2], 1.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPATIAL_OPS))
+def test_nchw_batch_is_refused_naming_x_and_the_fix(name):
+    """Before: flipped/cropped/rotated the channel and height axes instead, silently."""
+    nchw_message = r"x must be in NHWC .*\(2, 3, 8, 8\).*NCHW.*jnp\.moveaxis\(x, 1, -1\)"
+    with pytest.raises(ValueError, match=nchw_message) as info:
+        SPATIAL_OPS[name](NCHW)
+    assert info.traceback[-1].path.name == "_common.py"
+    with pytest.raises(ValueError, match=r"x must be a 4-d batch .*NHWC.*3-d array.*x\[None\]"):
+        SPATIAL_OPS[name](X[0])
+
+
+def test_layout_check_spares_nhwc_lookalikes_and_mixup():
+    """Tiny NHWC images (4 rows and 4 columns of 8 channels) are not mistaken for NCHW; mixup blends whole
+    examples, so an NCHW batch is fine there."""
+    tiny = np.ones((2, 4, 4, 8), np.float32)
+    for op in SPATIAL_OPS.values():
+        op(tiny)
+    xm, _ = jr.mixup(KEY, NCHW, Y[:2, :2], 0.4)
+    assert xm.shape == NCHW.shape
+
+
+def test_affine_integer_images_uint8_supported_wide_integers_refused():
+    """uint8 (and other 8/16-bit integers, exact in float32) are interpolated in float32, rounded and clipped
+    back; int32 (not exact in float32) and bool are a TypeError naming x; a NaN fill for integer images is a
+    ValueError (a NaN cannot be stored in them)."""
+    x8 = (X * 255).astype(np.uint8)
+    ref = np.clip(np.round(np.asarray(jr.rotate(x8.astype(np.float32), 30.0))), 0, 255)
+    y8 = jr.rotate(x8, 30.0)
+    assert y8.dtype == jnp.uint8
+    np.testing.assert_allclose(np.asarray(y8, np.float32), ref, atol=1)  # a .5 may round either way
+    x16 = (X * 30000 - 15000).astype(np.int16)
+    assert jr.zoom(x16, 1.5).dtype == jnp.int16
+    for bad in (x8.astype(np.int32), x8 > 128):
+        for op in (lambda x: jr.rotate(x, 30.0), lambda x: jr.random_translation(KEY, x, 0.1)):
+            with pytest.raises(TypeError, match=r"x must be a floating or an 8/16-bit integer image batch"):
+                op(bad)
+    with pytest.raises(ValueError, match="fill_value"):
+        jr.rotate(x8, 30.0, fill_value=float("nan"))
+    assert np.isnan(np.asarray(jr.zoom(X, 0.5, fill_value=float("nan")))[:, 0, 0]).all()  # float: a NaN marker
+
+
+def test_nan_angles_and_shifts_are_refused():
+    """Before: a NaN angle or shift returned an all-fill (or NaN) batch without a word."""
+    with pytest.raises(ValueError, match=r"degrees must be in the range .*got degrees = an array holding nan"):
+        jr.rotate(X, float("nan"))
+    with pytest.raises(ValueError, match=r"shift must be in the range .*got shift = an array holding inf"):
+        jr.translate(X, (0.0, float("inf")))

@@ -634,6 +634,7 @@ KEYED_FUNCTIONS = {
     "cutmix": lambda k: jr.cutmix(k, _IMAGES, _LABELS, 1.0),
     "create_train_state": lambda k: jr.create_train_state({"w": jnp.zeros(2)}, optax.sgd(0.1), k),
     "mc_predict": lambda k: jr.mc_predict(lambda params, x, key: x, {}, _VECTORS, k, 2),
+    "shuffle_key": lambda k: jr.shuffle_key(k, 0),
 }
 BAD_KEYS = {
     "int": lambda: 0,

@@ -223,7 +223,7 @@ def test_frozen_after_stop_and_runs_in_while_loop():
         ({"patience": 1, "min_delta": -0.1}, ValueError, "min_delta"),
         ({"patience": 1, "min_delta": float("nan")}, ValueError, "min_delta"),
         ({"patience": 1, "min_delta": "0.1"}, TypeError, "min_delta"),
-        ({"patience": 1, "mode": "auto"}, ValueError, "mode"),
+        ({"patience": 1, "mode": "maximize"}, ValueError, "mode"),
         ({"patience": 1, "baseline": float("nan")}, ValueError, "baseline"),
         ({"patience": 1, "baseline": [1.0]}, TypeError, "baseline"),
         ({"patience": 1, "start_from_step": -2}, ValueError, "start_from_step"),
@@ -254,3 +254,88 @@ def test_bad_call_arguments_and_static_structure():
     # Hyperparameters are normalised Python values, and the stopper is hashable (usable as a static arg).
     assert jr.EarlyStopping(np.int64(2), min_delta=np.float32(0.5)) == jr.EarlyStopping(2, min_delta=0.5)
     assert hash(jr.EarlyStopping(2)) == hash(jr.EarlyStopping(2))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# mode="auto" (issue 15): resolved from the monitored name with Keras' rule
+# ---------------------------------------------------------------------------------------------------------
+
+# Reference table, ported from Keras 2's EarlyStopping (keras/callbacks.py, Keras 2.x; not installed here):
+#     if "acc" in self.monitor or self.monitor.startswith("fmeasure") or "auc" in self.monitor: np.greater
+#     else: np.less
+KERAS2_AUTO = {
+    "val_loss": "min",
+    "loss": "min",
+    "train_loss": "min",
+    "val_mse": "min",
+    "mae": "min",
+    "val_acc": "max",
+    "acc": "max",
+    "val_accuracy": "max",
+    "train_accuracy": "max",
+    "categorical_accuracy": "max",
+    "val_sparse_categorical_accuracy": "max",
+    "auc": "max",
+    "val_auc": "max",
+    "fmeasure": "max",
+    "fmeasure_macro": "max",
+}
+# jaxreg's monitors (fit's monitor=) and the name Keras 3 logs for the same metric (no "train_" prefix).
+JAXREG_TO_KERAS3 = {"val_loss": "val_loss", "train_loss": "loss", "val_accuracy": "val_accuracy",
+                    "train_accuracy": "accuracy"}
+
+
+@pytest.mark.parametrize("monitor", sorted(KERAS2_AUTO))
+def test_auto_mode_follows_keras2_name_rule(monitor):
+    stopper = jr.EarlyStopping(2)
+    assert stopper.mode == "auto"  # Keras' default
+    resolved = stopper.for_monitor(monitor)
+    assert resolved.mode == KERAS2_AUTO[monitor]
+    assert resolved == jr.EarlyStopping(2, mode=KERAS2_AUTO[monitor])  # the same static config: one compilation
+    for explicit in ("min", "max"):  # an explicit mode is kept
+        assert jr.EarlyStopping(2, mode=explicit).for_monitor(monitor).mode == explicit
+
+
+class _Keras3Model(FakeModel):
+    """A fake model whose compiled metrics are Keras 3's own: what _set_monitor_op reads for mode="auto"."""
+
+    def __init__(self):
+        super().__init__()
+        import keras
+        from keras.src.trainers.compile_utils import MetricsList
+
+        self.metrics = [MetricsList([keras.metrics.SparseCategoricalAccuracy(name="accuracy")])]
+
+
+@pytest.mark.parametrize("monitor", sorted(JAXREG_TO_KERAS3))
+def test_auto_mode_matches_keras3_for_the_metrics_fit_records(monitor):
+    """Keras 3 (installed) decides by the metric's direction ("loss" is minimized, accuracy's is "up")."""
+    import keras
+    from keras import ops
+
+    callback = keras.callbacks.EarlyStopping(monitor=JAXREG_TO_KERAS3[monitor], mode="auto")
+    callback.set_model(_Keras3Model())
+    callback._set_monitor_op()
+    keras_mode = {ops.less: "min", ops.greater: "max"}[callback.monitor_op]
+    assert jr.EarlyStopping(1).for_monitor(monitor).mode == keras_mode
+
+
+def test_auto_mode_without_a_monitor_name_minimizes():
+    """Used on its own a stopper never learns the name: "auto" is "min", Keras' choice for its default monitor
+    "val_loss". The same sequence under "auto" and "min" gives the same states."""
+    values = jnp.asarray([3.0, 2.0, 2.5, 2.75, 1.0], jnp.float32)
+
+    def run(stopper):
+        def step(state, v):
+            state = stopper.update(state, v)
+            return state, state.should_stop
+
+        return jax.lax.scan(step, stopper.init(), values)
+
+    auto = run(jr.EarlyStopping(2, restore_best=False))
+    minimize = run(jr.EarlyStopping(2, mode="min", restore_best=False))
+    for a, b in zip(jax.tree.leaves(auto), jax.tree.leaves(minimize)):
+        np.testing.assert_array_equal(a, b)
+    assert float(auto[0].best_value) == 2.0 and int(auto[0].stopped_step) == 3
+    with pytest.raises(TypeError, match="monitor"):
+        jr.EarlyStopping(1).for_monitor(None)

@@ -37,6 +37,40 @@ def test_accuracy_matches_sklearn_with_and_without_weights():
         jr.accuracy(logits, labels[:10])
 
 
+def test_accuracy_label_forms_and_shape_errors():
+    """Legal label forms: integer classes of shape logits.shape[:-1] (sklearn's reference) and one-hot/soft labels
+    of the logits' shape (their argmax is the class). Anything else, and weights that are not one per example,
+    raise a ValueError naming both shapes (issue 15: a wrong weights shape died in JAX broadcasting)."""
+    logits = RNG.normal(size=(20, 4)).astype(np.float32)
+    labels = RNG.randint(0, 4, 20)
+    weights = RNG.rand(20).astype(np.float32)
+    expected = accuracy_score(labels, logits.argmax(-1), sample_weight=weights)
+    one_hot = np.eye(4, dtype=np.float32)[labels]
+    soft = 0.9 * one_hot + 0.1 / 4  # smoothed labels keep their argmax
+    for form in (labels, one_hot, soft):
+        np.testing.assert_allclose(jr.accuracy(logits, form, weights=weights), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"logits of shape \(20, 4\) and labels of shape \(20, 3\)"):
+        jr.accuracy(logits, one_hot[:, :3])
+    with pytest.raises(ValueError, match=r"weights must have shape .*\(20,\).*got weights of shape \(19,\)") as info:
+        jr.accuracy(logits, labels, weights=weights[:19])
+    assert info.traceback[-1].path.name == "metrics.py"
+    with pytest.raises(TypeError, match="labels"):
+        jr.accuracy(logits, labels.astype(np.float32))  # class indices must be integers
+
+
+def test_gap_and_score_shape_mismatch_is_a_value_error_naming_both_shapes():
+    """Issue 15: mismatched train/val arrays died in JAX broadcasting (a TypeError from jax internals)."""
+    with pytest.raises(ValueError, match=r"train_metric of shape \(3,\) and val_metric of shape \(2,\)") as info:
+        jr.generalization_gap(np.ones(3, np.float32), np.ones(2, np.float32))
+    assert info.traceback[-1].path.name == "metrics.py"
+    with pytest.raises(ValueError, match=r"train_loss of shape \(3,\) and val_loss of shape \(2,\)"):
+        jr.overfitting_score(np.ones(3, np.float32), np.ones(2, np.float32))
+    with pytest.raises(TypeError, match="higher_is_better"):
+        jr.generalization_gap(0.9, 0.8, higher_is_better="yes")
+    # Broadcasting a scalar against per-run values is still fine.
+    np.testing.assert_allclose(jr.generalization_gap(np.array([0.9, 0.8], np.float32), 0.5), [0.4, 0.3], rtol=1e-6)
+
+
 def test_gap_and_overfitting_score_formulas():
     train_acc, val_acc = np.array([0.9, 0.8, 0.95], np.float32), np.array([0.85, 0.82, 0.7], np.float32)
     np.testing.assert_allclose(jr.generalization_gap(train_acc, val_acc), train_acc - val_acc, rtol=1e-6)

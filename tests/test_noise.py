@@ -352,3 +352,46 @@ def test_drop_connect_is_inverted_dropout_on_weights():
     kept = y != 0
     np.testing.assert_allclose(y[kept], w[kept] / np.float32(0.6), rtol=1e-6)
     assert _within(1 - kept.mean(), 0.4, np.sqrt(0.24 / w.size))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A traced rate of 1 (issue 15): finite, documented outputs
+
+
+@pytest.mark.parametrize("mask_impl", ["prng", "hash"])
+def test_traced_rate_one_is_finite_for_every_bernoulli_function(mask_impl):
+    """Every unit dropped: dropout, drop_path and spatial dropout return zeros, and so does alpha dropout (the
+    limit of its dropped value a * alpha' + b as the rate tends to 1; before, a and b were inf and the output
+    NaN). Gradients are finite zeros. A concrete rate of 1 is refused (tests/test_contract.py)."""
+    x = X_SMALL
+    for fn in (jr.dropout, jr.alpha_dropout, jr.drop_path, jr.spatial_dropout):
+        run = jax.jit(lambda r, x, fn=fn: fn(KEY, x, r, mask_impl=mask_impl))
+        y = np.asarray(run(jnp.float32(1.0), x))
+        np.testing.assert_array_equal(y, np.zeros_like(y))
+        grad = np.asarray(jax.grad(lambda x, run=run: jnp.sum(run(jnp.float32(1.0), x)))(x))
+        np.testing.assert_array_equal(grad, np.zeros_like(grad))
+    # Near 1 the alpha-dropout fill tends to 0 (Keras' formula, float64): the rate-1 output is its limit.
+    fills = []
+    for rate in (0.9, 0.999, 0.999999):
+        a = ((1 - rate) * (1 + rate * ALPHA_P**2)) ** -0.5
+        fills.append(abs(a * ALPHA_P + (-a * ALPHA_P * rate)))  # |a * alpha' + b|, ~0.87 * sqrt(1 - rate)
+    assert fills[0] > fills[1] > fills[2] and fills[2] < 1e-3
+
+
+def test_traced_rate_one_gaussian_dropout_is_clamped_below_one():
+    """Gaussian dropout's variance rate / (1 - rate) is infinite at 1 (before: inf/NaN output). A traced rate is
+    clamped to 1 - 2**-24, the largest float32 below 1: the output is the one of that rate, finite."""
+    x = X_SMALL
+    run = jax.jit(lambda r: jr.gaussian_dropout(KEY, x, r))
+    y = np.asarray(run(jnp.float32(1.0)))
+    assert np.all(np.isfinite(y))
+    below_one = np.nextafter(np.float32(1), np.float32(0))
+    assert below_one == np.float32(1 - 2**-24)
+    np.testing.assert_allclose(y, run(below_one), rtol=0, atol=0)
+    np.testing.assert_allclose(y, jr.gaussian_dropout(KEY, x, float(below_one)), rtol=1e-6, atol=1e-3)
+    # The noise is really that large (stddev ~4096): the multiplier y / x has that spread.
+    multiplier = (y / np.asarray(x)).ravel()
+    assert 3000 < multiplier.std() < 5000
+    traced = jax.jit(lambda r, x: jr.gaussian_dropout(KEY, x, r))
+    grad = np.asarray(jax.grad(lambda x: jnp.sum(traced(jnp.float32(1.0), x)))(x))
+    assert np.all(np.isfinite(grad))

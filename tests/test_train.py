@@ -418,6 +418,46 @@ def test_bad_arguments_raise():
         jr.fit(_state(), STEP, (X, Y), epochs=0, batch_size=B)
 
 
+def test_batch_mismatch_between_outputs_and_labels_is_a_value_error_naming_the_shapes():
+    """Issue 15: outputs and labels (or weights) whose batch sizes differ died in JAX broadcasting inside loss_fn
+    (a TypeError from jax internals) or broadcast silently; now the step and the evaluation raise at trace
+    time, naming both shapes. Legal label forms still pass: integer classes, one-hot/soft, regression targets."""
+    params = {"w": jnp.zeros((D, C))}
+    state = jr.create_train_state(params, optax.sgd(0.1), jax.random.key(0))
+    ce = optax.softmax_cross_entropy_with_integer_labels
+    step, evaluate = (jr.make_train_step(_linear_apply, ce, optax.sgd(0.1), jit=False),
+                      jr.make_eval_step(_linear_apply, ce, jit=False))
+    for run in (lambda y, w=None: step(state, X[:8], y, w), lambda y, w=None: evaluate(state, X[:8], y, w)):
+        with pytest.raises(ValueError, match=r"outputs of shape \(8, 3\) and y of shape \(9,\)") as info:
+            run(Y[:9])
+        assert info.traceback[-1].path.name == "train.py"  # raised by jaxreg's check, not inside loss_fn
+        with pytest.raises(ValueError, match=r"weights must have shape \(batch,\) = \(8,\).*\(9,\)"):
+            run(Y[:8], jnp.ones(9))
+        run(Y[:8], jnp.ones(8))  # integer labels of shape outputs.shape[:-1]
+    one_hot = jax.nn.one_hot(Y[:8], C)
+    soft_ce = optax.softmax_cross_entropy
+    jr.make_train_step(_linear_apply, soft_ce, optax.sgd(0.1), jit=False)(state, X[:8], one_hot)  # one-hot
+    mse = lambda p, t: (p - t) ** 2  # noqa: E731
+    jr.make_eval_step(_linear_apply, mse, jit=False)(state, X[:8], one_hot)  # regression targets, same shape
+    with pytest.raises(ValueError, match=r"outputs of shape \(8, 3\) and y of shape \(4, 3\)"):
+        jr.make_eval_step(_linear_apply, mse, jit=False)(state, X[:8], one_hot[:4])
+
+
+def test_fit_resolves_early_stopping_auto_mode_from_monitor():
+    """EarlyStopping's default mode="auto" follows fit's monitor as Keras' does: max for val_accuracy, min for
+    val_loss. Reference: the history itself, the stopper's best value is the max (resp. min) of the recorded
+    values and its best step the first epoch that reached it (before, "auto" was refused, and the default
+    "min" took the lowest accuracy as the best)."""
+    for monitor, pick in (("val_accuracy", max), ("val_loss", min)):
+        state, history = jr.fit(_state(), STEP, (X, Y), epochs=4, batch_size=B, val_data=(X_VAL, Y_VAL),
+                                eval_step=EVAL, early_stopping=jr.EarlyStopping(patience=4, restore_best=False),
+                                monitor=monitor, progress=False)
+        values = history[monitor]
+        assert max(values) != min(values)  # not vacuous: the two modes disagree on this history
+        assert float(state.stopper.best_value) == pytest.approx(pick(values), rel=1e-6)
+        assert int(state.stopper.best_step) == values.index(pick(values))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # nnx models
 # ---------------------------------------------------------------------------------------------------------

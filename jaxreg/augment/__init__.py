@@ -27,8 +27,9 @@ Conventions, stated once for all functions:
   the image center and sample the input with ``jax.scipy.ndimage.map_coordinates`` (``order=0`` nearest,
   ``order=1`` bilinear), per channel and per example under ``jax.vmap``. Samples that fall outside the
   image blend towards ``fill_value`` (JAX's ``'constant'`` mode, which is SciPy's ``'grid-constant'``).
-  Low-precision floats and integer images are resampled in float32 and cast back (integers are rounded
-  and clipped to their dtype's range).
+  Low-precision floats and 8/16-bit integer images (uint8 above all) are resampled in float32 and cast
+  back (integers are rounded and clipped to their dtype's range); wider integers and bool are a TypeError
+  naming ``x``. Every image op takes NHWC batches and refuses an obvious NCHW one (a channel-sized axis 1).
 
 Label smoothing is optax's: ``smooth_labels`` here *is* ``optax.smooth_labels``, re-exported.
 

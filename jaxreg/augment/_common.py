@@ -10,20 +10,62 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from jaxreg._typing import KeyArray
-from jaxreg._validate import check_in_range, is_concrete
+from jaxreg._validate import check_in_range, check_number, is_concrete
 
 
 # ----------------------------------------------------------------------------------------------- checks
 
 
-def _check_images(x: ArrayLike, fn_name: str) -> jax.Array:
+# Channel counts of images (gray, RGB, RGBA): what axis 1 of an NCHW batch holds.
+_IMAGE_CHANNELS = (1, 3, 4)
+
+
+def _check_images(x: ArrayLike, fn_name: str, *, spatial: bool = True) -> jax.Array:
+    """``x`` as a 4-d NHWC array; ``spatial=False`` for layout-blind ops (mixup) that only need a batch.
+
+    A batch that is obviously NCHW is refused: axis 1 holds 1, 3 or 4 (a channel count), the last axis does
+    not, and axis 1 is smaller than both axes 2 and 3 (read as NHWC, the images would be 1 to 4 pixels high
+    and wider, with more channels than rows). Tiny NHWC images such as ``(b, 4, 4, 8)`` therefore still pass.
+    """
     x = jnp.asarray(x)
     if x.ndim != 4:
+        hint = ""
+        if x.ndim == 3:
+            hint = (" (a 3-d array: one image (height, width, channels) needs a batch axis, x[None]; a batch of "
+                    "single-channel images needs a channel axis, x[..., None])")
         raise ValueError(
-            f"{fn_name}: x must be a batch of images in NHWC layout (batch, height, width, channels), "
-            f"got x.shape = {x.shape}."
+            f"{fn_name}: x must be a 4-d batch of images in NHWC layout (batch, height, width, channels), "
+            f"got x.shape = {x.shape}{hint}."
+        )
+    _, d1, d2, d3 = x.shape
+    if spatial and d1 in _IMAGE_CHANNELS and d3 not in _IMAGE_CHANNELS and d1 < min(d2, d3):
+        raise ValueError(
+            f"{fn_name}: x must be in NHWC layout (batch, height, width, channels), got x.shape = {x.shape}, "
+            f"which looks like NCHW ({d1} channels on axis 1); convert it with jnp.moveaxis(x, 1, -1)."
         )
     return x
+
+
+def _check_resampled_dtype(x: jax.Array, fn_name: str) -> None:
+    """Interpolating ops compute in float32: floats, and integers of at most 16 bits (exact in float32)."""
+    dtype = x.dtype
+    if jnp.issubdtype(dtype, jnp.floating):
+        return
+    if jnp.issubdtype(dtype, jnp.integer) and dtype.itemsize <= 2:
+        return
+    raise TypeError(
+        f"{fn_name}: x must be a floating or an 8/16-bit integer image batch (uint8, int8, uint16, int16; resampled "
+        f"in float32, then rounded and clipped back), got x.dtype = {dtype}; wider integers are not exact in "
+        "float32: convert x to a float dtype first."
+    )
+
+
+def _check_fill(fill_value: Any, x: jax.Array) -> float:
+    """``fill_value`` as a float; NaN and infinities only for floating images (NaN marks outside samples)."""
+    fill = check_number("fill_value", fill_value)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        check_in_range("fill_value", fill)  # an integer image cannot hold NaN or inf
+    return fill
 
 
 def _check_labels(y: ArrayLike, x: jax.Array, fn_name: str) -> jax.Array:

@@ -1,8 +1,15 @@
 """Affine resampling of NHWC image batches: rotate, zoom and translate, deterministic and random.
 
 Every transform builds the inverse affine map of each output pixel about the image center and samples the
-input with ``jax.scipy.ndimage.map_coordinates``; the sign conventions, fill and dtype rules are stated in
+input with ``jax.scipy.ndimage.map_coordinates``; the sign conventions and fill rules are stated in
 :mod:`jaxreg.augment`.
+
+Dtypes: floating images are resampled in float32 (float64 stays float64) and cast back. Integer images of at
+most 16 bits (``uint8``, the usual image type, and ``int8``, ``uint16``, ``int16``) are resampled in float32,
+where all their values are exact, then rounded to the nearest integer and clipped to the dtype's range, so
+``uint8`` in gives ``uint8`` out with no wrap-around; their ``fill_value`` must be finite (``ValueError``;
+floating images may use NaN to mark samples from outside). Wider integers (``int32``, ``int64``...) and ``bool`` are
+refused with a ``TypeError`` naming ``x``: float32 cannot hold them exactly; convert them to a float first.
 """
 
 from __future__ import annotations
@@ -16,13 +23,15 @@ from jax.scipy.ndimage import map_coordinates
 from jax.typing import ArrayLike
 
 from jaxreg._typing import KeyArray
-from jaxreg._validate import check_choice, check_in_range, check_key, check_number
+from jaxreg._validate import check_choice, check_in_range, check_key
 from jaxreg.augment._common import (
     _as_pair,
     _cast_back,
     _check_all_positive,
+    _check_fill,
     _check_images,
     _check_ordered,
+    _check_resampled_dtype,
     _compute_dtype,
     _example_keys,
 )
@@ -89,18 +98,22 @@ def rotate(x: ArrayLike, degrees: ArrayLike, *, fill_value: float = 0.0, order: 
     ``rotate(x, 0)`` is the identity.
 
     Args:
-      x: images, shape ``(batch, height, width, channels)`` (NHWC).
+      x: images, shape ``(batch, height, width, channels)`` (NHWC): floats, or 8/16-bit integers such as
+        ``uint8`` (rounded and clipped back; see the module docstring).
       degrees: rotation angle, a scalar shared by the batch or one per example, shape ``(batch,)``; may be
         traced.
-      fill_value: value of pixels that sample outside the input (a concrete number).
+      fill_value: value of pixels that sample outside the input (a concrete number; finite for integer
+        images).
       order: 0 for nearest-neighbour, 1 for bilinear interpolation.
 
     Returns:
       Rotated images, same shape and dtype as ``x``.
 
     Raises:
-      ValueError: if ``x`` is not NHWC, ``degrees`` has a wrong shape or ``order`` is not 0 or 1.
-      TypeError: if ``fill_value`` is not a concrete number.
+      ValueError: if ``x`` is not NHWC, a concrete ``degrees`` is NaN or infinite or has a wrong shape, or
+        ``order`` is not 0 or 1.
+      TypeError: if ``fill_value`` is not a concrete number, or ``x`` is neither floating nor an integer
+        type of at most 16 bits.
 
     Example:
       >>> import jax.numpy as jnp
@@ -110,10 +123,12 @@ def rotate(x: ArrayLike, degrees: ArrayLike, *, fill_value: float = 0.0, order: 
       True
     """
     x = _check_images(x, "rotate")
-    fill = check_number("fill_value", fill_value)
+    _check_resampled_dtype(x, "rotate")
+    fill = _check_fill(fill_value, x)
     check_choice("order", order, _ORDERS)
     # Broadcast before the jitted core, so shared and per-example angles share one compilation.
     degrees = _per_example(degrees, x.shape[0], (), _compute_dtype(x.dtype), "degrees")
+    check_in_range("degrees", degrees)  # no bounds: rejects NaN and inf (a traced angle passes)
     return _rotate(x, degrees, fill, order)
 
 
@@ -135,9 +150,11 @@ def zoom(x: ArrayLike, factor: ArrayLike, *, fill_value: float = 0.0, order: int
     identity.
 
     Args:
-      x: images, shape ``(batch, height, width, channels)`` (NHWC).
+      x: images, shape ``(batch, height, width, channels)`` (NHWC): floats, or 8/16-bit integers such as
+        ``uint8`` (rounded and clipped back; see the module docstring).
       factor: isotropic scale factor(s) > 0, a scalar or one per example, shape ``(batch,)``; may be traced.
-      fill_value: value of pixels that sample outside the input (a concrete number).
+      fill_value: value of pixels that sample outside the input (a concrete number; finite for integer
+        images).
       order: 0 for nearest-neighbour, 1 for bilinear interpolation.
 
     Returns:
@@ -145,7 +162,8 @@ def zoom(x: ArrayLike, factor: ArrayLike, *, fill_value: float = 0.0, order: int
 
     Raises:
       ValueError: if ``x`` is not NHWC, a concrete ``factor`` is <= 0 or ``order`` is not 0 or 1.
-      TypeError: if ``fill_value`` is not a concrete number.
+      TypeError: if ``fill_value`` is not a concrete number, or ``x`` is neither floating nor an integer
+        type of at most 16 bits.
 
     Example:
       >>> import jax.numpy as jnp
@@ -158,7 +176,8 @@ def zoom(x: ArrayLike, factor: ArrayLike, *, fill_value: float = 0.0, order: int
              [0., 0., 0., 0.]], dtype=float32)
     """
     x = _check_images(x, "zoom")
-    fill = check_number("fill_value", fill_value)
+    _check_resampled_dtype(x, "zoom")
+    fill = _check_fill(fill_value, x)
     check_choice("order", order, _ORDERS)
     _check_all_positive("factor", factor)
     factor = _per_example(factor, x.shape[0], (), _compute_dtype(x.dtype), "factor")
@@ -180,17 +199,20 @@ def translate(x: ArrayLike, shift: ArrayLike, *, fill_value: float = 0.0, order:
     ``fill_value``.
 
     Args:
-      x: images, shape ``(batch, height, width, channels)`` (NHWC).
+      x: images, shape ``(batch, height, width, channels)`` (NHWC): floats, or 8/16-bit integers such as
+        ``uint8`` (rounded and clipped back; see the module docstring).
       shift: ``(dy, dx)`` in pixels, shape ``(2,)`` shared or ``(batch, 2)`` per example; may be traced.
-      fill_value: value of uncovered pixels (a concrete number).
+      fill_value: value of uncovered pixels (a concrete number; finite for integer images).
       order: 0 for nearest-neighbour, 1 for bilinear interpolation.
 
     Returns:
       Shifted images, same shape and dtype as ``x``.
 
     Raises:
-      ValueError: if ``x`` is not NHWC, ``shift`` has a wrong shape or ``order`` is not 0 or 1.
-      TypeError: if ``fill_value`` is not a concrete number.
+      ValueError: if ``x`` is not NHWC, a concrete ``shift`` is NaN or infinite or has a wrong shape, or
+        ``order`` is not 0 or 1.
+      TypeError: if ``fill_value`` is not a concrete number, or ``x`` is neither floating nor an integer
+        type of at most 16 bits.
 
     Example:
       >>> import jax.numpy as jnp
@@ -200,9 +222,11 @@ def translate(x: ArrayLike, shift: ArrayLike, *, fill_value: float = 0.0, order:
       Array([0., 1., 2., 3.], dtype=float32)
     """
     x = _check_images(x, "translate")
-    fill = check_number("fill_value", fill_value)
+    _check_resampled_dtype(x, "translate")
+    fill = _check_fill(fill_value, x)
     check_choice("order", order, _ORDERS)
     shift = _per_example(shift, x.shape[0], (2,), _compute_dtype(x.dtype), "shift")
+    check_in_range("shift", shift)  # no bounds: rejects NaN and inf (a traced shift passes)
     return _translate(x, shift, fill, order)
 
 
@@ -231,10 +255,12 @@ def random_rotation(
 
     Args:
       key: a ``jax.random`` key; split once per example.
-      x: images, shape ``(batch, height, width, channels)`` (NHWC).
+      x: images, shape ``(batch, height, width, channels)`` (NHWC): floats, or 8/16-bit integers such as
+        ``uint8`` (rounded and clipped back; see the module docstring).
       max_degrees: a float >= 0 (symmetric range) or a ``(low, high)`` pair with ``low <= high``, in
         degrees; may be traced.
-      fill_value: value of pixels that sample outside the input (a concrete number).
+      fill_value: value of pixels that sample outside the input (a concrete number; finite for integer
+        images).
       order: 0 for nearest-neighbour, 1 for bilinear interpolation.
 
     Returns:
@@ -242,7 +268,8 @@ def random_rotation(
 
     Raises:
       ValueError: if ``x`` is not NHWC, ``max_degrees`` < 0 or unordered, or ``order`` is not 0 or 1.
-      TypeError: if ``fill_value`` is not a concrete number.
+      TypeError: if ``fill_value`` is not a concrete number, or ``x`` is neither floating nor an integer
+        type of at most 16 bits.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -254,6 +281,7 @@ def random_rotation(
     """
     check_key(key, "random_rotation")
     x = _check_images(x, "random_rotation")
+    _check_resampled_dtype(x, "random_rotation")
     pair = _as_pair("max_degrees", max_degrees)
     if pair is None:
         check_in_range("max_degrees", max_degrees, 0.0, None)
@@ -263,7 +291,7 @@ def random_rotation(
         check_in_range("max_degrees", low)  # no bounds: rejects NaN
         check_in_range("max_degrees", high)
         _check_ordered("max_degrees", low, high)
-    fill = check_number("fill_value", fill_value)
+    fill = _check_fill(fill_value, x)
     check_choice("order", order, _ORDERS)
     return _random_rotation(_example_keys(key, x.shape[0]), x, low, high, fill, order)
 
@@ -292,10 +320,12 @@ def random_zoom(
 
     Args:
       key: a ``jax.random`` key; split once per example.
-      x: images, shape ``(batch, height, width, channels)`` (NHWC).
+      x: images, shape ``(batch, height, width, channels)`` (NHWC): floats, or 8/16-bit integers such as
+        ``uint8`` (rounded and clipped back; see the module docstring).
       zoom_range: a float ``z`` in [0, 1) or a ``(min, max)`` pair of factors with ``0 < min <= max``;
         may be traced.
-      fill_value: value of pixels that sample outside the input (a concrete number).
+      fill_value: value of pixels that sample outside the input (a concrete number; finite for integer
+        images).
       order: 0 for nearest-neighbour, 1 for bilinear interpolation.
 
     Returns:
@@ -303,7 +333,8 @@ def random_zoom(
 
     Raises:
       ValueError: if ``x`` is not NHWC, a factor is <= 0, ``min > max``, or ``order`` is not 0 or 1.
-      TypeError: if ``fill_value`` is not a concrete number.
+      TypeError: if ``fill_value`` is not a concrete number, or ``x`` is neither floating nor an integer
+        type of at most 16 bits.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -315,6 +346,7 @@ def random_zoom(
     """
     check_key(key, "random_zoom")
     x = _check_images(x, "random_zoom")
+    _check_resampled_dtype(x, "random_zoom")
     pair = _as_pair("zoom_range", zoom_range)
     if pair is None:
         check_in_range("zoom_range", zoom_range, 0.0, 1.0, high_inclusive=False)
@@ -324,7 +356,7 @@ def random_zoom(
         check_in_range("zoom_range", low, 0.0, None, low_inclusive=False)
         check_in_range("zoom_range", high, 0.0, None, low_inclusive=False)
         _check_ordered("zoom_range", low, high)
-    fill = check_number("fill_value", fill_value)
+    fill = _check_fill(fill_value, x)
     check_choice("order", order, _ORDERS)
     return _random_zoom(_example_keys(key, x.shape[0]), x, low, high, fill, order)
 
@@ -351,9 +383,10 @@ def random_translation(
 
     Args:
       key: a ``jax.random`` key; split once per example.
-      x: images, shape ``(batch, height, width, channels)`` (NHWC).
+      x: images, shape ``(batch, height, width, channels)`` (NHWC): floats, or 8/16-bit integers such as
+        ``uint8`` (rounded and clipped back; see the module docstring).
       max_fraction: a float in [0, 1] for both axes, or an ``(fh, fw)`` pair; may be traced.
-      fill_value: value of uncovered pixels (a concrete number).
+      fill_value: value of uncovered pixels (a concrete number; finite for integer images).
       order: 0 for nearest-neighbour, 1 for bilinear interpolation.
 
     Returns:
@@ -361,7 +394,8 @@ def random_translation(
 
     Raises:
       ValueError: if ``x`` is not NHWC, a fraction is outside [0, 1], or ``order`` is not 0 or 1.
-      TypeError: if ``fill_value`` is not a concrete number.
+      TypeError: if ``fill_value`` is not a concrete number, or ``x`` is neither floating nor an integer
+        type of at most 16 bits.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -373,11 +407,12 @@ def random_translation(
     """
     check_key(key, "random_translation")
     x = _check_images(x, "random_translation")
+    _check_resampled_dtype(x, "random_translation")
     pair = _as_pair("max_fraction", max_fraction)
     frac_h, frac_w = (max_fraction, max_fraction) if pair is None else pair
     check_in_range("max_fraction", frac_h, 0.0, 1.0)
     check_in_range("max_fraction", frac_w, 0.0, 1.0)
-    fill = check_number("fill_value", fill_value)
+    fill = _check_fill(fill_value, x)
     check_choice("order", order, _ORDERS)
     return _random_translation(_example_keys(key, x.shape[0]), x, frac_h, frac_w, fill, order)
 

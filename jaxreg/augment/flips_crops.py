@@ -2,6 +2,12 @@
 
 Exact pixel moves, no resampling: every dtype passes through unchanged. The conventions (axes, keys) are
 those of :mod:`jaxreg.augment`.
+
+Layout: ``x`` must be NHWC. A batch that is obviously NCHW, with 1, 3 or 4 (a channel count) on axis 1, a
+last axis that is not, and axis 1 smaller than axes 2 and 3 (e.g. ``(8, 3, 32, 32)``), is refused with a
+``ValueError`` naming ``x`` and suggesting ``jnp.moveaxis(x, 1, -1)``, rather than flipped or cropped along
+the wrong axes. The affine ops and ``cutmix`` share the check; ``mixup`` blends whole examples and takes any
+layout.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxreg._typing import KeyArray
-from jaxreg._validate import check_choice, check_in_range, check_key, check_positive_int
+from jaxreg._validate import check_bool, check_choice, check_in_range, check_key, check_positive_int, check_scalar
 from jaxreg.augment._common import _as_pair, _check_images, _example_keys
 
 __all__ = ["flip", "random_flip", "random_crop"]
@@ -37,7 +43,8 @@ def flip(x: ArrayLike, *, horizontal: bool = True, vertical: bool = False) -> ja
       The flipped images, same shape and dtype as ``x``. ``flip(flip(x)) == x``.
 
     Raises:
-      ValueError: if ``x`` is not 4-d (NHWC).
+      ValueError: if ``x`` is not 4-d, or is obviously NCHW (see the module docstring).
+      TypeError: if ``horizontal`` or ``vertical`` is not a bool.
 
     Example:
       >>> import jax.numpy as jnp
@@ -48,6 +55,8 @@ def flip(x: ArrayLike, *, horizontal: bool = True, vertical: bool = False) -> ja
              [3., 2.]], dtype=float32)
     """
     x = _check_images(x, "flip")
+    check_bool("horizontal", horizontal, "flip")
+    check_bool("vertical", vertical, "flip")
     axes = tuple(axis for axis, on in ((1, vertical), (2, horizontal)) if on)
     return jnp.flip(x, axis=axes) if axes else x
 
@@ -74,7 +83,8 @@ def random_flip(
       Images of the same shape and dtype; example ``i`` is ``x[i]`` or its mirror image.
 
     Raises:
-      ValueError: if ``x`` is not NHWC, ``prob`` is outside [0, 1], or both axes are disabled.
+      ValueError: if ``x`` is not NHWC, ``prob`` is outside [0, 1] or not a scalar, or both axes are disabled.
+      TypeError: if ``horizontal`` or ``vertical`` is not a bool.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -86,6 +96,9 @@ def random_flip(
     check_key(key, "random_flip")
     x = _check_images(x, "random_flip")
     check_in_range("prob", prob, 0.0, 1.0)
+    check_scalar("prob", prob, "random_flip")
+    check_bool("horizontal", horizontal, "random_flip")
+    check_bool("vertical", vertical, "random_flip")
     if not (horizontal or vertical):
         raise ValueError("random_flip: at least one of horizontal or vertical must be True, got both False.")
     return _random_flip(_example_keys(key, x.shape[0]), x, prob, horizontal, vertical)

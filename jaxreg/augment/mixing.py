@@ -15,7 +15,7 @@ import optax
 from jax.typing import ArrayLike
 
 from jaxreg._typing import KeyArray
-from jaxreg._validate import check_in_range, check_key
+from jaxreg._validate import check_bool, check_in_range, check_key, check_scalar
 from jaxreg.augment._common import _cast_back, _check_images, _check_labels, _compute_dtype
 
 __all__ = ["mixup", "cutmix", "smooth_labels"]
@@ -62,7 +62,8 @@ def mixup(
 
     Args:
       key: a ``jax.random`` key.
-      x: images, shape ``(batch, height, width, channels)`` (NHWC).
+      x: a batch of shape ``(batch, height, width, channels)``; examples are blended whole, so the layout
+        (NHWC or NCHW) does not matter.
       y_onehot: floating one-hot or soft labels, shape ``(batch, classes)``.
       alpha: Beta concentration, > 0; may be traced.
       per_example_lambda: draw one ``lam`` per example instead of one per batch.
@@ -72,8 +73,9 @@ def mixup(
       to 1 when the inputs' do.
 
     Raises:
-      ValueError: if ``x`` is not NHWC, ``y_onehot`` is not ``(batch, classes)``, or ``alpha`` <= 0.
-      TypeError: if ``y_onehot`` is not floating.
+      ValueError: if ``x`` is not 4-d, ``y_onehot`` is not ``(batch, classes)``, or ``alpha`` is not a scalar
+        > 0.
+      TypeError: if ``y_onehot`` is not floating or ``per_example_lambda`` is not a bool.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -84,9 +86,11 @@ def mixup(
       ((16, 8, 8, 3), (16, 16), True)
     """
     check_key(key, "mixup")
-    x = _check_images(x, "mixup")
+    x = _check_images(x, "mixup", spatial=False)  # blends whole examples: any layout works
     y = _check_labels(y_onehot, x, "mixup")
     check_in_range("alpha", alpha, 0.0, None, low_inclusive=False)
+    check_scalar("alpha", alpha, "mixup")
+    check_bool("per_example_lambda", per_example_lambda, "mixup")
     k_perm, k_lam, _ = jax.random.split(key, 3)  # the same split as cutmix's: one compilation for both
     return _mixup(k_perm, x, y, _mixing_weights(k_lam, alpha, x.shape[0], per_example_lambda))
 
@@ -122,8 +126,9 @@ def cutmix(
       ``(x_mixed, y_mixed)`` with the shapes and dtypes of ``x`` and ``y_onehot``.
 
     Raises:
-      ValueError: if ``x`` is not NHWC, ``y_onehot`` is not ``(batch, classes)``, or ``alpha`` <= 0.
-      TypeError: if ``y_onehot`` is not floating.
+      ValueError: if ``x`` is not NHWC (or is obviously NCHW), ``y_onehot`` is not ``(batch, classes)``, or
+        ``alpha`` is not a scalar > 0.
+      TypeError: if ``y_onehot`` is not floating or ``per_example_lambda`` is not a bool.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -137,6 +142,8 @@ def cutmix(
     x = _check_images(x, "cutmix")
     y = _check_labels(y_onehot, x, "cutmix")
     check_in_range("alpha", alpha, 0.0, None, low_inclusive=False)
+    check_scalar("alpha", alpha, "cutmix")
+    check_bool("per_example_lambda", per_example_lambda, "cutmix")
     k_perm, k_lam, k_box = jax.random.split(key, 3)
     lam = _mixing_weights(k_lam, alpha, x.shape[0], per_example_lambda)
     return _cutmix(k_perm, k_box, x, y, lam, per_example_lambda)
