@@ -33,6 +33,7 @@ from jaxreg.augment import (
     zoom,
 )
 from jaxreg.cv import kfold_fit, kfold_indices, kfold_masks, sweep_fit
+from jaxreg.averaging import WeightAverages, update_bn
 from jaxreg.early_stopping import EarlyStopping, EarlyStoppingState
 from jaxreg.epoch import make_train_epoch, shuffle_key
 from jaxreg.loop import fit, fit_members, has_plateau
@@ -62,6 +63,7 @@ from jaxreg.norm import (
     from_flax_batch_stats,
     to_flax_batch_stats,
 )
+from jaxreg.output_penalties import confidence_penalty, input_gradient_penalty, jacobian_penalty, rdrop_loss
 from jaxreg.penalties import activity_l1, activity_l2, elastic_net, group_lasso, l1, l2, orthogonal
 from jaxreg.select import kernel_mask, path_mask
 from jaxreg.train import Penalty, TrainState, create_train_state, make_eval_step, make_train_step
@@ -105,6 +107,11 @@ __all__ = [
     "orthogonal",
     "activity_l1",
     "activity_l2",
+    # output and input-gradient penalties
+    "confidence_penalty",
+    "rdrop_loss",
+    "input_gradient_penalty",
+    "jacobian_penalty",
     # noise
     "dropout",
     "spatial_dropout",
@@ -157,6 +164,8 @@ __all__ = [
     "Penalty",
     "TrainState",
     "create_train_state",
+    "WeightAverages",
+    "update_bn",
     "make_train_step",
     "make_eval_step",
     "linen_apply",

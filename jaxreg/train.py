@@ -89,6 +89,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -99,9 +100,15 @@ import optax
 from jax.typing import ArrayLike
 
 from jaxreg._typing import ApplyFn, KeyArray, MaskOrFn, PyTree
-from jaxreg._validate import check_bool, check_callable, check_in_range, check_key
+from jaxreg._validate import check_bool, check_callable, check_choice, check_in_range, check_key, check_positive_int
+from jaxreg.averaging import WeightAverages, averaged_params, init_averages, update_averages
 from jaxreg.early_stopping import EarlyStopping
+from jaxreg._losses import check_batch as _check_batch
+from jaxreg._losses import is_classification as _is_classification
+from jaxreg._losses import per_example as _per_example
+from jaxreg._losses import weighted_mean as _weighted_mean
 from jaxreg.metrics import accuracy
+from jaxreg.output_penalties import input_gradient_penalty, jacobian_penalty, symmetric_kl
 
 __all__ = [
     "Penalty",
@@ -114,6 +121,27 @@ __all__ = [
 
 LossFn = Callable[[Any, Any], jax.Array]
 """``loss_fn(outputs, y) -> per-example loss``, shape ``(batch,)``."""
+
+AugmentFn = Callable[[KeyArray, Any, Any], tuple[Any, Any]]
+"""``augment(key, x, y) -> (x, y)``: the engine's in-step augmentation hook."""
+
+# fold_in data of the step's own random streams besides the model's noise (fold_in(key, step)): uint32
+# values no int32 step number reaches (2**32 - 1 is the shuffle stream, jaxreg.epoch).
+AUGMENT_STREAM = 2**32 - 2
+PROJECTION_STREAM = 2**32 - 3
+
+
+def stream_key(key: KeyArray, stream: int, step: ArrayLike) -> KeyArray:
+    """The key of ``step`` on one of the step's streams: ``fold_in(fold_in(key, stream), step)``.
+
+    Example:
+      >>> import jax
+      >>> from jaxreg.train import AUGMENT_STREAM, stream_key
+      >>> k = stream_key(jax.random.key(0), AUGMENT_STREAM, 3)
+      >>> bool((jax.random.key_data(k) != jax.random.key_data(jax.random.fold_in(jax.random.key(0), 3))).any())
+      True
+    """
+    return jax.random.fold_in(jax.random.fold_in(key, stream), step)
 
 class Penalty(NamedTuple):
     """A coupled penalty of the training step: ``coefficient * fn(params, mask=mask)`` is added to the loss.
@@ -150,6 +178,7 @@ class TrainState:
       skipped: shape=(), int32: number of steps whose update was skipped because of a non-finite loss/grad.
       stopper: the :class:`jaxreg.EarlyStoppingState` (tracking ``{"params": ..., "model_state": ...}``) or
         None: the loop's field (:func:`jaxreg.fit` updates it inside its epoch program), never the step's.
+      averages: the :class:`jaxreg.averaging.WeightAverages` (EMA, SWA) the step updates, or None.
 
     Under ``jax.vmap`` (k folds, a sweep) every field gains a leading member axis. Use ``state.replace(...)``
     to change fields.
@@ -162,6 +191,17 @@ class TrainState:
     step: jax.Array
     skipped: jax.Array
     stopper: Any = None
+    averages: WeightAverages | None = None
+
+    @property
+    def ema_params(self) -> PyTree:
+        """The exponential moving average of the params (``create_train_state(..., ema_decay=d)``), or None."""
+        return None if self.averages is None else self.averages.ema
+
+    @property
+    def swa_params(self) -> PyTree:
+        """The SWA average of the params (``create_train_state(..., swa_start=s)``), or None."""
+        return None if self.averages is None else self.averages.swa
 
 
 def _copy_tree(tree: PyTree) -> PyTree:
@@ -177,6 +217,8 @@ def create_train_state(
     *,
     model_state: PyTree | None = None,
     early_stopping: EarlyStopping | None = None,
+    ema_decay: ArrayLike | None = None,
+    swa_start: int | None = None,
 ) -> TrainState:
     """A fresh :class:`TrainState`: ``opt_state = optimizer.init(params)``, ``step = skipped = 0``.
 
@@ -188,14 +230,17 @@ def create_train_state(
       model_state: non-trained collections, e.g. ``{"batch_stats": ...}`` from ``module.init``; ``None`` -> ``{}``.
       early_stopping: a :class:`jaxreg.EarlyStopping`; if given, ``stopper`` is its initial state tracking
         ``{"params": params, "model_state": model_state}``.
+      ema_decay: keep an exponential moving average of the params with this decay in [0, 1)
+        (``state.ema_params``, updated by every applied step; :mod:`jaxreg.averaging`).
+      swa_start: keep the equal-weight (SWA) average of the params from this step on (``state.swa_params``).
 
     Returns:
       A :class:`TrainState`.
 
     Raises:
-      ValueError: if ``key`` is None.
-      TypeError: if ``key`` is not one ``jax.random`` key, ``optimizer`` has no ``init``/``update``, or
-        ``early_stopping`` is not a :class:`jaxreg.EarlyStopping`.
+      ValueError: if ``key`` is None, ``ema_decay`` is outside [0, 1) or ``swa_start`` negative.
+      TypeError: if ``key`` is not one ``jax.random`` key, ``optimizer`` has no ``init``/``update``,
+        ``early_stopping`` is not a :class:`jaxreg.EarlyStopping`, or ``swa_start`` not an int.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -221,6 +266,7 @@ def create_train_state(
         step=jnp.zeros((), jnp.int32),
         skipped=jnp.zeros((), jnp.int32),
         stopper=stopper,
+        averages=init_averages(params, ema_decay=ema_decay, swa_start=swa_start),
     )
     return _copy_tree(state)
 
@@ -240,48 +286,40 @@ def _check_penalties(penalties: Sequence[Penalty | tuple]) -> tuple[Penalty, ...
     return tuple(out)
 
 
-def _check_batch(outputs: Any, y: Any, weights: Any) -> None:
-    """Trace-time shape checks (shapes are static): the batch axis of outputs, y and weights must agree.
-
-    ``loss_fn`` is the user's, so only the leading axis is compared: outputs and labels whose batch sizes
-    differ would otherwise die in (or silently survive) broadcasting inside it. Pytree outputs or labels
-    (several heads) are left to ``loss_fn``.
-    """
-    out_shape, y_shape = getattr(outputs, "shape", None), getattr(y, "shape", None)
-    if out_shape and y_shape and out_shape[0] != y_shape[0]:
-        raise ValueError(
-            f"loss_fn(outputs, y) got outputs of shape {tuple(out_shape)} and y of shape {tuple(y_shape)}: their "
-            f"leading (batch) dimensions differ ({out_shape[0]} != {y_shape[0]}); apply_fn must return one output "
-            "row per example of x, and y must hold one label per example."
-        )
-    batch = out_shape[0] if out_shape else (y_shape[0] if y_shape else None)
-    if weights is not None and batch is not None and jnp.shape(weights) != (batch,):
-        raise ValueError(f"weights must have shape (batch,) = ({batch},), one per example, got weights of shape "
-                         f"{jnp.shape(weights)}.")
+def _check_output_penalties(entries: Sequence[tuple]) -> tuple[tuple[Callable, ArrayLike], ...]:
+    out = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
+            raise TypeError(f"output_penalties[{i}] must be a (fn, coefficient) pair, fn(outputs, y) -> scalar, "
+                            f"got output_penalties[{i}] = {entry!r}.")
+        check_callable(f"output_penalties[{i}] fn", entry[0])
+        check_in_range(f"output_penalties[{i}] coefficient", entry[1], 0.0, None, scalar=True)
+        out.append((entry[0], entry[1]))
+    return tuple(out)
 
 
-def _per_example(losses: jax.Array) -> jax.Array:
-    losses = jnp.asarray(losses)
-    return losses if losses.ndim <= 1 else jnp.mean(losses, axis=tuple(range(1, losses.ndim)))
+def _accepted_extra_args(optimizer: Any) -> set[str] | None:
+    """The extra keyword arguments ``optimizer.update`` takes (None: any, it has ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(optimizer.update).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-def _weighted_mean(losses: jax.Array, weights: ArrayLike | None) -> jax.Array:
-    losses = _per_example(losses)
-    if weights is None:
-        return jnp.mean(losses)
-    if losses.ndim == 0:
-        raise ValueError("weights need a per-example loss: loss_fn returned a scalar.")
-    w = jnp.asarray(weights).astype(losses.dtype)
-    return jnp.sum(w * losses) / jnp.maximum(jnp.sum(w), 1.0)
-
-
-def _is_classification(outputs: Any, y: Any) -> bool:
-    return (
-        hasattr(outputs, "dtype")
-        and hasattr(y, "dtype")
-        and jnp.issubdtype(y.dtype, jnp.integer)
-        and jnp.ndim(outputs) == jnp.ndim(y) + 1
-    )
+def _augmented(augment: AugmentFn, key: KeyArray, x: Any, y: Any) -> tuple[Any, Any]:
+    result = augment(key, x, y)
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        raise TypeError(f"augment(key, x, y) must return the pair (x, y), got {type(result).__name__}.")
+    new_x, new_y = result
+    for name, old, new in (("x", x, new_x), ("y", y, new_y)):
+        old_n, new_n = jnp.shape(old)[:1], jnp.shape(new)[:1]
+        if old_n != new_n:
+            raise ValueError(f"augment must keep the batch size: it turned {name} of shape {jnp.shape(old)} into "
+                             f"shape {jnp.shape(new)}.")
+    return new_x, new_y
 
 
 def _select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
@@ -294,6 +332,12 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     *,
     penalties: Sequence[Penalty | tuple] = (),
+    output_penalties: Sequence[tuple] = (),
+    augment: AugmentFn | None = None,
+    rdrop: ArrayLike | None = None,
+    input_gradient: ArrayLike | None = None,
+    jacobian: ArrayLike | None = None,
+    jacobian_projections: int = 1,
     donate: bool = True,
     jit: bool = True,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
@@ -311,6 +355,19 @@ def make_train_step(
       optimizer: an optax transformation (e.g. an ``optax.chain`` holding jaxreg transforms).
       penalties: :class:`Penalty` s (or ``(fn, coefficient[, mask])`` tuples); concrete coefficients must be
         >= 0, traced ones pass unchecked.
+      output_penalties: ``(fn, coefficient)`` pairs, ``fn(outputs, y) -> scalar`` on the training-mode
+        outputs, added to the loss (e.g. ``(lambda o, y: jr.confidence_penalty(o), 0.1)``).
+      augment: ``augment(key, x, y) -> (x, y)`` applied to every training batch inside the step (never in
+        evaluation), with the key of the step on its own stream (``stream_key(state.key, AUGMENT_STREAM,
+        step)``, not the dropout key). It must keep the batch size; it may turn labels soft (mixup, cutmix):
+        ``loss_fn`` gets what it returns.
+      rdrop: R-Drop's ``alpha``: two forward passes with different noise keys (``fold_in(key, 1)`` for the
+        second), the task loss averaged over both, ``alpha * mean symmetric KL`` added (:func:`jaxreg.rdrop_loss`;
+        the model needs dropout for it to do anything). Costs a second forward and backward pass.
+      input_gradient: coefficient of :func:`jaxreg.input_gradient_penalty` (double backpropagation) of the
+        (weighted) per-example task loss with respect to the (augmented) input batch.
+      jacobian: coefficient of :func:`jaxreg.jacobian_penalty` of the outputs with respect to the input, with
+        ``jacobian_projections`` random projections per step (keys on their own stream).
       donate: donate the ``state`` argument (``donate_argnums=0``) to reuse its buffers.
       jit: return the ``jax.jit``-compiled step (default) or the plain Python function, to ``vmap``/``scan``
         or to jit yourself.
@@ -321,14 +378,23 @@ def make_train_step(
       float32 scalars ``loss`` (task loss, without penalties), ``penalty`` (weighted sum of penalties),
       ``grad_norm`` (global L2 norm of the gradient), ``accuracy`` (only for integer labels and
       ``(..., classes)`` outputs; the outputs are the training-mode ones, with dropout) and int32 ``skipped``
-      (1 if this step's update was skipped).
+      (1 if this step's update was skipped). ``penalty`` holds every added term: penalties, output
+      penalties, R-Drop's KL, input-gradient and Jacobian penalties. With a state from
+      ``create_train_state(..., ema_decay=..., swa_start=...)`` every applied step also updates its averages.
+
+    An ``optax.GradientTransformationExtraArgs`` optimizer gets the extra arguments its ``update`` takes:
+    ``value`` (see the module docstring) and ``grad_fn(params, i)``, the gradient of this step's objective
+    at other params (same batch and keys), which ``optax.contrib.sam(..., opaque_mode=True)`` calls for its
+    adversarial steps: SAM in one compiled step.
 
     Raises:
-      TypeError: if a function argument is not callable, a penalty entry is malformed, or ``donate``/``jit``
-        is not a bool.
-      ValueError: if a penalty coefficient is not a scalar or, when concrete, is negative or NaN. When the
-        step is traced (its first call): if ``outputs`` and ``y`` differ in their leading (batch) dimension,
-        or ``weights`` is not ``(batch,)``.
+      TypeError: if a function argument is not callable, a penalty or output-penalty entry is malformed, or
+        ``donate``/``jit`` is not a bool. When traced: ``augment`` does not return a pair.
+      ValueError: if a coefficient (penalties, output penalties, ``rdrop``, ``input_gradient``,
+        ``jacobian``) is not a scalar or, when concrete, is negative or NaN; ``jacobian_projections`` < 1.
+        When the step is traced (its first call): if ``outputs`` and ``y`` differ in their leading (batch)
+        dimension, ``weights`` is not ``(batch,)``, ``augment`` changes the batch size, or an output penalty
+        is not a scalar.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -353,21 +419,52 @@ def make_train_step(
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got optimizer = {optimizer!r}.")
     penalties = _check_penalties(penalties)
+    output_penalties = _check_output_penalties(output_penalties)
+    if augment is not None:
+        check_callable("augment", augment)
+    for name, coefficient in (("rdrop", rdrop), ("input_gradient", input_gradient), ("jacobian", jacobian)):
+        if coefficient is not None:
+            check_in_range(name, coefficient, 0.0, None, scalar=True)
+    jacobian_projections = check_positive_int("jacobian_projections", jacobian_projections)
     check_bool("donate", donate, "make_train_step")
     check_bool("jit", jit, "make_train_step")
     takes_extra_args = isinstance(optimizer, optax.GradientTransformationExtraArgs)
+    accepted = _accepted_extra_args(optimizer) if takes_extra_args else set()
 
     def train_step(state: TrainState, x: Any, y: Any, weights: ArrayLike | None = None, value: ArrayLike | None = None):
         noise_key = jax.random.fold_in(state.key, state.step)
+        if augment is not None:
+            x, y = _augmented(augment, stream_key(state.key, AUGMENT_STREAM, state.step), x, y)
+
+        def forward(params, inputs, key):
+            return apply_fn(params, state.model_state, inputs, key=key, training=True)
 
         def objective(params):
-            outputs, model_state = apply_fn(params, state.model_state, x, key=noise_key, training=True)
+            outputs, model_state = forward(params, x, noise_key)
             _check_batch(outputs, y, weights)
             task = _weighted_mean(loss_fn(outputs, y), weights)
-            penalty = jnp.zeros((), task.dtype)
-            for fn, coef, mask in penalties:
-                term = jnp.asarray(fn(params, mask=mask)).astype(task.dtype)
-                penalty = penalty + jnp.asarray(coef).astype(task.dtype) * term
+            terms = [jnp.asarray(coef) * jnp.asarray(fn(params, mask=mask)) for fn, coef, mask in penalties]
+            for i, (fn, coef) in enumerate(output_penalties):
+                term = jnp.asarray(fn(outputs, y))
+                if term.ndim:
+                    raise ValueError(f"output_penalties[{i}] fn must return a scalar, got shape {term.shape}.")
+                terms.append(jnp.asarray(coef) * term)
+            if rdrop is not None:
+                outputs_b, _ = forward(params, x, jax.random.fold_in(noise_key, 1))
+                task = 0.5 * (task + _weighted_mean(loss_fn(outputs_b, y), weights))
+                terms.append(jnp.asarray(rdrop) * _weighted_mean(symmetric_kl(outputs, outputs_b), weights))
+            if input_gradient is not None:
+                def losses_of_x(inputs):
+                    losses = _per_example(loss_fn(forward(params, inputs, noise_key)[0], y))
+                    return losses if weights is None else losses * jnp.asarray(weights).astype(losses.dtype)
+
+                terms.append(jnp.asarray(input_gradient) * input_gradient_penalty(losses_of_x, x))
+            if jacobian is not None:
+                projections = stream_key(state.key, PROJECTION_STREAM, state.step)
+                estimate = jacobian_penalty(projections, lambda inputs: forward(params, inputs, noise_key)[0], x,
+                                            num_projections=jacobian_projections)
+                terms.append(jnp.asarray(jacobian) * estimate)
+            penalty = sum((t.astype(task.dtype) for t in terms), jnp.zeros((), task.dtype))
             return task + penalty, (task, penalty, outputs, model_state)
 
         grad_fn = jax.value_and_grad(objective, has_aux=True)
@@ -375,7 +472,11 @@ def make_train_step(
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
 
-        extra = {"value": total if value is None else jnp.asarray(value)} if takes_extra_args else {}
+        extra = {}
+        if takes_extra_args and (accepted is None or "value" in accepted):
+            extra["value"] = total if value is None else jnp.asarray(value)
+        if takes_extra_args and (accepted is None or "grad_fn" in accepted):
+            extra["grad_fn"] = lambda params, i: jax.grad(lambda p: objective(p)[0])(params)
 
         def apply_update(grads, opt_state, params):
             # optax is not clean under strict dtype promotion (adam's `decay**count`, reduce_on_plateau's
@@ -400,6 +501,7 @@ def make_train_step(
             model_state=_select(finite, model_state, state.model_state),
             step=state.step + 1,
             skipped=state.skipped + skipped,
+            averages=update_averages(state.averages, params, state.step, finite),
         )
         metrics = {
             "loss": task.astype(jnp.float32),
@@ -424,7 +526,8 @@ def make_train_step(
     return jitted_train_step
 
 
-def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn, *, jit: bool = True) -> Callable[..., dict[str, jax.Array]]:
+def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn, *, average: str | None = None,
+                   jit: bool = True) -> Callable[..., dict[str, jax.Array]]:
     """Build ``evaluate(state, x, y, weights=None) -> {"loss", "accuracy"}`` in evaluation mode (no noise).
 
     The model runs with ``key=None, training=False`` on the whole ``x`` at once (one batch; split very large
@@ -434,6 +537,8 @@ def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn, *, jit: bool = True) -> C
     Args:
       apply_fn: the model (see the module docstring).
       loss_fn: ``loss_fn(outputs, y) -> per-example loss``.
+      average: evaluate ``state.params`` (None, default) or the state's ``"ema"`` / ``"swa"`` average
+        (:mod:`jaxreg.averaging`; for batch-norm statistics of SWA weights see :func:`jaxreg.update_bn`).
       jit: return the ``jax.jit``-compiled function (default) or the plain one (to ``vmap``).
 
     Returns:
@@ -441,8 +546,8 @@ def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn, *, jit: bool = True) -> C
 
     Raises:
       TypeError: if ``apply_fn`` or ``loss_fn`` is not callable, or ``jit`` is not a bool.
-      ValueError: when traced, if ``outputs`` and ``y`` differ in their leading (batch) dimension, or
-        ``weights`` is not ``(batch,)``.
+      ValueError: ``average`` not None/"ema"/"swa"; at the call, a state without that average. When traced,
+        if ``outputs`` and ``y`` differ in their leading (batch) dimension, or ``weights`` is not ``(batch,)``.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -458,9 +563,12 @@ def make_eval_step(apply_fn: ApplyFn, loss_fn: LossFn, *, jit: bool = True) -> C
     check_callable("apply_fn", apply_fn)
     check_callable("loss_fn", loss_fn)
     check_bool("jit", jit, "make_eval_step")
+    if average is not None:
+        check_choice("average", average, ("ema", "swa"))
 
     def eval_step(state: TrainState, x: Any, y: Any, weights: ArrayLike | None = None) -> dict[str, jax.Array]:
-        outputs, _ = apply_fn(state.params, state.model_state, x, key=None, training=False)
+        params = averaged_params(state, average)
+        outputs, _ = apply_fn(params, state.model_state, x, key=None, training=False)
         _check_batch(outputs, y, weights)
         metrics = {"loss": _weighted_mean(loss_fn(outputs, y), weights).astype(jnp.float32)}
         if _is_classification(outputs, y):

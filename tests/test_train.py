@@ -430,7 +430,7 @@ def test_batch_mismatch_between_outputs_and_labels_is_a_value_error_naming_the_s
     for run in (lambda y, w=None: step(state, X[:8], y, w), lambda y, w=None: evaluate(state, X[:8], y, w)):
         with pytest.raises(ValueError, match=r"outputs of shape \(8, 3\) and y of shape \(9,\)") as info:
             run(Y[:9])
-        assert info.traceback[-1].path.name == "train.py"  # raised by jaxreg's check, not inside loss_fn
+        assert info.traceback[-1].path.name == "_losses.py"  # raised by jaxreg's check, not inside loss_fn
         with pytest.raises(ValueError, match=r"weights must have shape \(batch,\) = \(8,\).*\(9,\)"):
             run(Y[:8], jnp.ones(9))
         run(Y[:8], jnp.ones(8))  # integer labels of shape outputs.shape[:-1]

@@ -62,8 +62,8 @@ def mixup(
 
     Args:
       key: a ``jax.random`` key.
-      x: a batch of shape ``(batch, height, width, channels)``; examples are blended whole, so the layout
-        (NHWC or NCHW) does not matter.
+      x: a batch of shape ``(batch, ...)``: images in any layout (NHWC, NCHW), feature vectors, sequences;
+        examples are blended whole.
       y_onehot: floating one-hot or soft labels, shape ``(batch, classes)``.
       alpha: Beta concentration, > 0; may be traced.
       per_example_lambda: draw one ``lam`` per example instead of one per batch.
@@ -73,8 +73,8 @@ def mixup(
       to 1 when the inputs' do.
 
     Raises:
-      ValueError: if ``x`` is not 4-d, ``y_onehot`` is not ``(batch, classes)``, or ``alpha`` is not a scalar
-        > 0.
+      ValueError: if ``x`` has no batch axis, ``y_onehot`` is not ``(batch, classes)``, or ``alpha`` is not a
+        scalar > 0.
       TypeError: if ``y_onehot`` is not floating or ``per_example_lambda`` is not a bool.
 
     Example:
@@ -86,7 +86,9 @@ def mixup(
       ((16, 8, 8, 3), (16, 16), True)
     """
     check_key(key, "mixup")
-    x = _check_images(x, "mixup", spatial=False)  # blends whole examples: any layout works
+    x = jnp.asarray(x)
+    if x.ndim < 1:  # blends whole examples: any layout and rank works
+        raise ValueError(f"mixup: x must be a batch (batch, ...), got a scalar x of shape {x.shape}.")
     y = _check_labels(y_onehot, x, "mixup")
     check_in_range("alpha", alpha, 0.0, None, low_inclusive=False)
     check_scalar("alpha", alpha, "mixup")
