@@ -17,6 +17,14 @@ Techniques (``--techniques``: comma-separated items; ``+`` combines techniques, 
     weight_decay        jr.weight_decay between the optimizer's scaling and the learning rate (decoupled)
     early_stopping      jr.EarlyStopping on the validation loss (patience), best weights restored
     augment             random shifts of up to one pixel (jr.random_crop with padding 1) of image batches
+    mixup, cutmix       jr.mixup / jr.cutmix of each training batch in the step (augment= hook), soft labels
+    label_smoothing     optax.smooth_labels of the training labels in the step (alpha)
+    confidence          jr.confidence_penalty of the training outputs (output_penalties=, beta)
+    rdrop               R-Drop: two dropout passes, alpha * jr.rdrop_loss (make_train_step(rdrop=); with dropout)
+    ema                 evaluate the exponential moving average of the weights (create_train_state(ema_decay=))
+    swa                 evaluate the mean of the weights over the last 25% of the epochs (swa_start=), with
+                        batch-norm statistics recomputed for them (jr.update_bn)
+    sam                 optax.contrib.sam in opaque mode around the optimizer (adversarial radius rho)
 
 e.g. ``--techniques none,l2=1e-3,dropout+batchnorm``.
 
@@ -57,10 +65,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jaxreg import parallel
-from jaxreg.augment import random_crop
+from jaxreg.augment import cutmix, mixup, random_crop
+from jaxreg.output_penalties import confidence_penalty
 from jaxreg.early_stopping import EarlyStopping
 from jaxreg.experiments import Experiment, UsageError, arguments, plots, programs, records, register, report, runner
 from jaxreg.experiments import data as _data
@@ -158,6 +168,10 @@ def _check_combination(label: str, recipe: Recipe, config: CompareConfig, info: 
         raise UsageError(f"technique {label!r}: batchnorm is not used in the transformer (it has LayerNorm)")
     if recipe.augment and len(info.input_shape) != 3:
         raise UsageError(f"technique {label!r}: augment needs images, {info.name!r} has inputs {info.input_shape}")
+    if recipe.cutmix and len(info.input_shape) != 3:
+        raise UsageError(f"technique {label!r}: cutmix needs images, {info.name!r} has inputs {info.input_shape}")
+    if recipe.mixup and info.vocab_size is not None:
+        raise UsageError(f"technique {label!r}: mixup blends inputs, but {info.name!r} has token ids")
 
 
 def _check_config(config: CompareConfig) -> tuple[tuple[tuple[str, Recipe], ...], _data.DatasetInfo]:
@@ -241,6 +255,45 @@ def _shift_images(key: jax.Array, x: jax.Array) -> jax.Array:
     return random_crop(key, x, padding=1)
 
 
+def _label_hook(recipe: Recipe, num_classes: int):
+    """The engine's ``augment(key, x, y)`` for the label-changing techniques, or None."""
+    if not (recipe.mixup or recipe.cutmix or recipe.label_smoothing):
+        return None
+
+    def augment(key, x, y):
+        soft = jax.nn.one_hot(y, num_classes, dtype=jnp.float32)
+        if recipe.label_smoothing:
+            soft = optax.smooth_labels(soft, recipe.label_smoothing)
+        if recipe.mixup:
+            return mixup(key, x, soft, recipe.mixup)
+        if recipe.cutmix:
+            return cutmix(key, x, soft, recipe.cutmix)
+        return x, soft
+
+    return augment
+
+
+def _step_options(recipe: Recipe, num_classes: int) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    hook = _label_hook(recipe, num_classes)
+    if hook is not None:
+        options["augment"] = hook
+    if recipe.confidence:
+        options["output_penalties"] = [(lambda outputs, y: confidence_penalty(outputs), recipe.confidence)]
+    if recipe.rdrop:
+        options["rdrop"] = recipe.rdrop
+    return options
+
+
+def _with_sam(recipe: Recipe, optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
+    if not recipe.sam:
+        return optimizer
+    # SAM (Foret et al. 2021): ascend to params + rho * g / ||g||, take the optimizer's step with the gradient
+    # there; opaque mode runs both in one engine step (the engine hands optax its grad_fn).
+    return optax.contrib.sam(optimizer, optax.chain(optax.contrib.normalize(), optax.sgd(recipe.sam)),
+                             opaque_mode=True)
+
+
 @programs.cached
 def _cached_program(recipe: Recipe, model: str, optimizer: str, learning_rate: float,
                     hidden_sizes: tuple[int, ...], info: _data.DatasetInfo) -> programs.Program:
@@ -249,9 +302,12 @@ def _cached_program(recipe: Recipe, model: str, optimizer: str, learning_rate: f
                               vocab_size=info.vocab_size)
     # Noise rates create no variables: every technique with the same layers shares one compiled initializer.
     init_module = build(**_model_options(Recipe(batch_norm=recipe.batch_norm), config))
-    return programs.build_program(build(**_model_options(recipe, config)), _optimizer(recipe, optimizer, learning_rate),
-                                  penalties=_penalties(recipe), augment_fn=_shift_images if recipe.augment else None,
-                                  init_module=init_module)
+    return programs.build_program(
+        build(**_model_options(recipe, config)), _with_sam(recipe, _optimizer(recipe, optimizer, learning_rate)),
+        penalties=_penalties(recipe), augment_fn=_shift_images if recipe.augment else None, init_module=init_module,
+        step_options=_step_options(recipe, info.num_outputs),
+        loss_fn=programs.soft_cross_entropy if _label_hook(recipe, info.num_outputs) else None,
+        ema_decay=recipe.ema or None, swa_fraction=recipe.swa or None)
 
 
 def _program(recipe: Recipe, config: CompareConfig, info: _data.DatasetInfo) -> programs.Program:

@@ -84,6 +84,10 @@ class Program(NamedTuple):
       train_step: from :func:`jaxreg.make_train_step` (jitted).
       eval_step: from :func:`jaxreg.make_eval_step` (jitted).
       task: ``"classification"`` or ``"regression"``.
+      apply_fn: the model's ``apply_fn`` (for :func:`jaxreg.update_bn`).
+      average: ``"ema"``/``"swa"`` when the eval step evaluates averaged weights, else None.
+      ema_decay: the EMA decay the state must keep (``create_train_state(ema_decay=...)``), or None.
+      swa_fraction: SWA averages the last ``1 - swa_fraction`` of the epochs, or None.
     """
 
     init: Callable[[jax.Array, jax.Array], Any]
@@ -91,6 +95,10 @@ class Program(NamedTuple):
     train_step: Callable[..., Any]
     eval_step: Callable[..., Any]
     task: str
+    apply_fn: Callable[..., Any] | None = None
+    average: str | None = None
+    ema_decay: float | None = None
+    swa_fraction: float | None = None
 
 
 def with_augmentation(apply_fn: Callable, augment_fn: Callable[[jax.Array, jax.Array], jax.Array]) -> Callable:
@@ -118,7 +126,9 @@ def with_augmentation(apply_fn: Callable, augment_fn: Callable[[jax.Array, jax.A
 
 def build_program(module: nn.Module, optimizer: optax.GradientTransformation, *, task: str = "classification",
                   penalties: Sequence[Penalty | tuple] = (), augment_fn: Callable | None = None,
-                  init_module: nn.Module | None = None) -> Program:
+                  init_module: nn.Module | None = None, step_options: Mapping[str, Any] | None = None,
+                  loss_fn: Callable | None = None, ema_decay: float | None = None,
+                  swa_fraction: float | None = None) -> Program:
     """A :class:`Program` for a linen ``module`` trained with ``optimizer`` and coupled ``penalties``.
 
     Args:
@@ -130,6 +140,12 @@ def build_program(module: nn.Module, optimizer: optax.GradientTransformation, *,
       init_module: the module whose ``init`` gives the initial variables (default ``module``): pass one
         module for variants that differ only in settings that do not change the variables (dropout rates),
         so that they share one compiled initializer and start from the same parameters.
+      step_options: more keyword arguments of :func:`jaxreg.make_train_step` (``augment``,
+        ``output_penalties``, ``rdrop``...).
+      loss_fn: the training loss (default: cross-entropy or squared error by ``task``); evaluation keeps the
+        task's default.
+      ema_decay: evaluate the EMA of the params with this decay.
+      swa_fraction: evaluate the SWA average of the params after this fraction of the epochs.
 
     Returns:
       The :class:`Program`.
@@ -137,10 +153,28 @@ def build_program(module: nn.Module, optimizer: optax.GradientTransformation, *,
     apply_fn = linen_apply(module)
     if augment_fn is not None:
         apply_fn = with_augmentation(apply_fn, augment_fn)
-    loss_fn = cross_entropy if task == "classification" else squared_error
-    train_step = make_train_step(apply_fn, loss_fn, optimizer, penalties=penalties)
-    eval_step = make_eval_step(apply_fn, loss_fn)
-    return Program(_jit_init(module if init_module is None else init_module), optimizer, train_step, eval_step, task)
+    eval_loss = cross_entropy if task == "classification" else squared_error
+    train_step = make_train_step(apply_fn, loss_fn or eval_loss, optimizer, penalties=penalties,
+                                 **dict(step_options or {}))
+    average = "swa" if swa_fraction is not None else ("ema" if ema_decay is not None else None)
+    eval_step = make_eval_step(apply_fn, eval_loss, average=average)
+    return Program(_jit_init(module if init_module is None else init_module), optimizer, train_step, eval_step, task,
+                   apply_fn=apply_fn, average=average, ema_decay=ema_decay, swa_fraction=swa_fraction)
+
+
+def soft_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Cross-entropy with integer labels, or with soft labels (mixup, cutmix, label smoothing) of ``logits``' shape.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxreg.experiments.programs import soft_cross_entropy
+      >>> z = jnp.array([[1.0, 0.0]])
+      >>> bool(jnp.allclose(soft_cross_entropy(z, jnp.array([0])), soft_cross_entropy(z, jnp.array([[1.0, 0.0]]))))
+      True
+    """
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return optax.softmax_cross_entropy(logits, labels.astype(logits.dtype))
 
 
 @cached

@@ -31,6 +31,7 @@ from jaxreg.experiments.programs import Program, SweepProgram, sweep_hparams
 from jaxreg.experiments.records import RunError, run_record
 from jaxreg.loop import fit, fit_members
 from jaxreg.members import stack_members
+from jaxreg.averaging import update_bn
 from jaxreg.train import create_train_state
 
 __all__ = [
@@ -213,7 +214,11 @@ def train_run(label: str, program: Program, splits: Splits, *, seed: int, epochs
     variables = program.init(init_key(seed), splits.train[0][:1])
     params = variables["params"]
     model_state = {k: v for k, v in variables.items() if k != "params"}
-    state = create_train_state(params, program.optimizer, train_key(seed), model_state=model_state)
+    swa_start = None
+    if program.swa_fraction is not None:  # SWA averages the params of the last epochs
+        swa_start = int(program.swa_fraction * epochs) * (int(splits.train[1].shape[0]) // batch_size)
+    state = create_train_state(params, program.optimizer, train_key(seed), model_state=model_state,
+                               ema_decay=program.ema_decay, swa_start=swa_start)
     if mesh is not None:
         from jaxreg import parallel
 
@@ -234,6 +239,9 @@ def train_run(label: str, program: Program, splits: Splits, *, seed: int, epochs
             raise UsageError(f"--checkpoint-dir: {err}") from None
         except checkpoint.CheckpointUnreadableError as err:
             raise RunError(f"--checkpoint-dir: {err}") from None
+    if program.average is not None and jax.tree.leaves(state.model_state):
+        # Averaged weights need their own batch-norm statistics (PyTorch's swa_utils.update_bn).
+        state = update_bn(program.apply_fn, state, splits.train[0], batch_size=batch_size, average=program.average)
     best_epoch = None if early_stopping is None else int(state.stopper.best_step)
     return run_record(label, program.task, final_metrics(program.eval_step, state, splits), state.params, history,
                       settings=settings, skipped=int(state.skipped), best_epoch=best_epoch)

@@ -29,6 +29,14 @@ TECHNIQUES: dict[str, str] = {
     "weight_decay": "decoupled weight decay (rate)",
     "early_stopping": "early stopping on validation loss (patience)",
     "augment": "random 1-pixel shifts of training images",
+    "mixup": "mixup of training examples and labels in the step (Beta alpha)",
+    "cutmix": "cutmix of training images and labels in the step (Beta alpha)",
+    "label_smoothing": "smoothed training labels (alpha)",
+    "confidence": "confidence penalty, beta * mean negative entropy of the outputs (beta)",
+    "rdrop": "R-Drop: two dropout passes, alpha * symmetric KL (alpha; needs dropout)",
+    "ema": "evaluate the exponential moving average of the weights (decay)",
+    "swa": "evaluate the equal-weight average of the weights of the last epochs (start fraction)",
+    "sam": "sharpness-aware minimization, optax.contrib.sam (rho)",
 }
 
 DEFAULT_STRENGTHS: dict[str, float] = {
@@ -42,6 +50,14 @@ DEFAULT_STRENGTHS: dict[str, float] = {
     "max_norm": 0.5,
     "weight_decay": 0.1,
     "early_stopping": 10,
+    "mixup": 0.2,
+    "cutmix": 1.0,
+    "label_smoothing": 0.1,
+    "confidence": 0.1,
+    "rdrop": 1.0,
+    "ema": 0.99,
+    "swa": 0.75,
+    "sam": 0.05,
 }
 """Default strength of each technique, tuned on compare's default setup (see :mod:`jaxreg.experiments.compare`)."""
 
@@ -60,6 +76,12 @@ class Recipe:
       weight_decay: decoupled decay rate.
       early_stopping: patience in epochs (0: off).
       augment: shift training images by up to one pixel.
+      mixup, cutmix: Beta concentration of the in-step mixing (0: off).
+      label_smoothing: smoothing of the training labels.
+      confidence: coefficient of :func:`jaxreg.confidence_penalty`.
+      rdrop: R-Drop's alpha (needs dropout).
+      ema: EMA decay of the evaluated weights; swa: the fraction of the epochs after which SWA averages.
+      sam: SAM's radius rho.
 
     Example:
       >>> from jaxreg.experiments.techniques import parse_techniques
@@ -80,6 +102,14 @@ class Recipe:
     weight_decay: float = 0.0
     early_stopping: int = 0
     augment: bool = False
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    label_smoothing: float = 0.0
+    confidence: float = 0.0
+    rdrop: float = 0.0
+    ema: float = 0.0
+    swa: float = 0.0
+    sam: float = 0.0
 
     def settings(self) -> dict[str, Any]:
         """The fields that differ from the neutral recipe (a run record's ``settings``)."""
@@ -108,6 +138,10 @@ def _component(recipe: Recipe, name: str, value: float | None) -> Recipe:
         if strength != int(strength) or strength < 1:
             raise UsageError(f"the patience of 'early_stopping' must be an integer >= 1, got {strength:g}")
         return dataclasses.replace(recipe, early_stopping=int(strength))
+    if name in ("ema", "swa", "label_smoothing") and not 0.0 < strength < 1.0:
+        raise UsageError(f"the value of {name!r} must be in (0, 1), got {strength:g}")
+    if name in ("mixup", "cutmix", "sam") and strength <= 0.0:
+        raise UsageError(f"the value of {name!r} must be > 0, got {strength:g}")
     if strength < 0.0 or (name == "max_norm" and strength == 0.0):
         bound = "> 0" if name == "max_norm" else ">= 0"
         raise UsageError(f"the value of {name!r} must be {bound}, got {strength:g}")
@@ -163,6 +197,11 @@ def parse_techniques(text: str) -> tuple[tuple[str, Recipe], ...]:
                 except ValueError:
                     raise UsageError(f"the value of {name!r} must be a number, got {raw!r}") from None
             recipe = _component(recipe, name, value)
+        if recipe.rdrop and not recipe.dropout:
+            raise UsageError(f"'rdrop' compares two dropout passes: combine it with dropout, e.g. rdrop+dropout=0.1 "
+                             f"(got {item!r})")
+        if recipe.mixup and recipe.cutmix:
+            raise UsageError(f"'mixup' and 'cutmix' cannot be combined in one run (got {item!r})")
         if any(label == item for label, _ in out):
             raise UsageError(f"technique {item!r} is listed twice")
         out.append((item, recipe))
