@@ -19,21 +19,36 @@ import importlib
 from typing import Any
 
 from jaxreg.augment import (
+    adjust_brightness,
+    adjust_contrast,
+    adjust_saturation,
+    adjust_sharpness,
+    autocontrast,
     cutmix,
+    equalize,
     flip,
+    invert,
     mixup,
+    posterize,
+    rand_augment,
     random_crop,
+    random_erasing,
     random_flip,
     random_rotation,
     random_translation,
     random_zoom,
     rotate,
+    shear_x,
+    shear_y,
     smooth_labels,
+    solarize,
     translate,
+    trivial_augment,
     zoom,
 )
 from jaxreg.cv import kfold_fit, kfold_indices, kfold_masks, sweep_fit
 from jaxreg.averaging import WeightAverages, update_bn
+from jaxreg.drop_block import drop_block
 from jaxreg.early_stopping import EarlyStopping, EarlyStoppingState
 from jaxreg.epoch import make_train_epoch, shuffle_key
 from jaxreg.loop import fit, fit_members, has_plateau
@@ -120,6 +135,7 @@ __all__ = [
     "gaussian_noise",
     "drop_path",
     "drop_connect",
+    "drop_block",
     # normalization
     "BatchNormState",
     "batch_norm_init",
@@ -137,6 +153,20 @@ __all__ = [
     "random_rotation",
     "random_zoom",
     "random_translation",
+    "shear_x",
+    "shear_y",
+    "invert",
+    "solarize",
+    "posterize",
+    "equalize",
+    "autocontrast",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_saturation",
+    "adjust_sharpness",
+    "random_erasing",
+    "rand_augment",
+    "trivial_augment",
     "mixup",
     "cutmix",
     "smooth_labels",

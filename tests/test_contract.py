@@ -75,6 +75,8 @@ NOISE = [
     # drop_path draws one decision per example: 32 examples so two keys cannot plausibly share a mask.
     pytest.param(jr.drop_path, (32, 4), "rate", id="drop_path"),
     pytest.param(jr.drop_connect, (8, 16), "rate", id="drop_connect"),
+    # drop_block needs NHWC feature maps; 3x3 blocks on 6x6 maps, 16 seed positions per (example, channel).
+    pytest.param(functools.partial(jr.drop_block, block_size=3), (2, 6, 6, 4), "rate", id="drop_block"),
 ]
 
 BAD_STRENGTHS = {"rate": [1.0, -0.1, float("nan"), 1.5], "stddev": [-1.0, -0.1, float("nan")]}
@@ -459,6 +461,7 @@ AUGMENT_FNS = {
     "random_translation": lambda k, x, h: (jr.random_translation(k, x, h), None),
     "mixup": lambda k, x, h: jr.mixup(k, x, LABELS, h),
     "cutmix": lambda k, x, h: jr.cutmix(k, x, LABELS, h),
+    "random_erasing": lambda k, x, h: (jr.random_erasing(k, x, probability=h), None),
 }
 
 # Functions compiled into one program. mixup and cutmix split their key the same way and draw the same Beta
@@ -538,6 +541,15 @@ AUGMENTATIONS = [
          (lambda: jr.cutmix(KEY, IMAGES, np.arange(B), 1.0), ValueError, "y_onehot"),
          (lambda: jr.cutmix(KEY, IMAGES, LABELS.astype(np.int32), 1.0), TypeError, "y_onehot")],
         id="cutmix",
+    ),
+    pytest.param(
+        "random_erasing", 1.0, 0.0, True,
+        [(lambda: jr.random_erasing(KEY, IMAGES, probability=1.5), ValueError, _bad_value("probability", 1.5)),
+         (lambda: jr.random_erasing(KEY, IMAGES, scale=(0.5, 0.1)), ValueError, "scale"),
+         (lambda: jr.random_erasing(KEY, IMAGES, ratio=(2.0, 0.5)), ValueError, "ratio"),
+         (lambda: jr.random_erasing(KEY, IMAGES, value=(1.0, 2.0)), ValueError, "value"),
+         (lambda: jr.random_erasing(KEY, IMAGES.astype(np.int16)), TypeError, "x must be uint8")],
+        id="random_erasing",
     ),
 ]
 
@@ -626,6 +638,7 @@ KEYED_FUNCTIONS = {
     "gaussian_noise": lambda k: jr.gaussian_noise(k, _VECTORS, 0.5),
     "drop_path": lambda k: jr.drop_path(k, _VECTORS, 0.5),
     "drop_connect": lambda k: jr.drop_connect(k, _VECTORS, 0.5),
+    "drop_block": lambda k: jr.drop_block(k, _IMAGES, 0.5),
     "random_flip": lambda k: jr.random_flip(k, _IMAGES),
     "random_crop": lambda k: jr.random_crop(k, _IMAGES, padding=1),
     "random_rotation": lambda k: jr.random_rotation(k, _IMAGES, 10.0),
@@ -633,6 +646,9 @@ KEYED_FUNCTIONS = {
     "random_translation": lambda k: jr.random_translation(k, _IMAGES, 0.1),
     "mixup": lambda k: jr.mixup(k, _IMAGES, _LABELS, 0.2),
     "cutmix": lambda k: jr.cutmix(k, _IMAGES, _LABELS, 1.0),
+    "random_erasing": lambda k: jr.random_erasing(k, _IMAGES),
+    "rand_augment": lambda k: jr.rand_augment(k, _IMAGES),
+    "trivial_augment": lambda k: jr.trivial_augment(k, _IMAGES),
     "create_train_state": lambda k: jr.create_train_state({"w": jnp.zeros(2)}, optax.sgd(0.1), k),
     "mc_predict": lambda k: jr.mc_predict(lambda params, x, key: x, {}, _VECTORS, k, 2),
     "shuffle_key": lambda k: jr.shuffle_key(k, 0),

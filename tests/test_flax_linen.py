@@ -330,3 +330,17 @@ def test_linen_apply_passes_traced_call_args_like_module_apply():
     np.testing.assert_array_equal(evaluated, module.apply({"params": params}, x, train=False))
     with pytest.raises(ValueError, match="call_args must not hold 'train'"):
         jr.linen_apply(module, call_args={"train": True})
+
+
+def test_drop_block_layer_equals_functional_call_with_make_rng_key():
+    """Reference: jr.drop_block with the key make_rng('dropout') yields; deterministic and rate 0 are the identity."""
+    maps = jax.random.normal(jax.random.key(4), (2, 8, 8, 3))
+    layer = jrl.DropBlock(0.3, block_size=3)
+    rngs = {"dropout": jax.random.key(7)}
+    y = layer.apply({}, maps, deterministic=False, rngs=rngs)
+    np.testing.assert_array_equal(y, jr.drop_block(_probe_key(rngs), maps, 0.3, block_size=3))
+    assert not np.array_equal(y, maps)
+    np.testing.assert_array_equal(layer.apply({}, maps, deterministic=True), maps)
+    np.testing.assert_array_equal(jrl.DropBlock(0.0).apply({}, maps, deterministic=False), maps)
+    with pytest.raises(ValueError, match="block_size must be odd"):
+        jrl.DropBlock(0.3, block_size=4).apply({}, maps, deterministic=False, rngs=rngs)

@@ -273,3 +273,17 @@ def test_model_trains_under_nnx_jit_exactly_like_the_nnx_layers():
     assert not np.allclose(nnx.state(ours, nnx.Param)["linear1"]["kernel"][...], before["linear1"]["kernel"][...])
     ours.eval(), theirs.eval()
     np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+def test_drop_block_layer_equals_functional_call_with_the_forked_stream_keys():
+    """Reference: jr.drop_block with the keys of a clone of the Rngs, forked and drawn as nnx.Dropout."""
+    maps = jax.random.normal(jax.random.key(4), (2, 8, 8, 3))
+    rngs = nnx.Rngs(dropout=3)
+    stream = nnx.clone(rngs)["dropout"].fork()
+    layer = jrn.DropBlock(0.3, block_size=3, rngs=rngs)
+    for _ in range(2):
+        np.testing.assert_array_equal(layer(maps), jr.drop_block(stream(), maps, 0.3, block_size=3))
+    layer.eval()
+    np.testing.assert_array_equal(layer(maps), maps)
+    with pytest.raises(ValueError, match="no `rngs` argument was provided to DropBlock"):
+        jrn.DropBlock(0.3, block_size=3)(maps)

@@ -1,4 +1,4 @@
-"""Keyed, batched image augmentations (floor 2): flips, crops, affine resampling, mixup and cutmix.
+"""Keyed, batched image augmentations (floor 2): flips, crops, affine resampling, color ops, policies, mixing.
 
 Every function takes a batch of images ``x`` in NHWC layout ``(batch, height, width, channels)``, returns
 an array of the same dtype, and is pure and ``jax.jit``-able. The random ones take a ``jax.random`` key as
@@ -35,26 +35,65 @@ Label smoothing is optax's: ``smooth_labels`` here *is* ``optax.smooth_labels``,
 
 The functions live in one module per idea and are re-exported here, so ``jaxreg.augment.random_crop`` and
 ``jaxreg.random_crop`` are the same function: ``jaxreg.augment.flips_crops`` (exact flips and crops),
-``jaxreg.augment.affine`` (rotation, zoom and translation by resampling) and ``jaxreg.augment.mixing``
-(mixup, cutmix and label smoothing).
+``jaxreg.augment.affine`` (rotation, zoom, translation and shear by resampling), ``jaxreg.augment.color``
+(point and color ops with PIL's semantics on uint8: invert, solarize, posterize, equalize, autocontrast,
+brightness, contrast, saturation, sharpness), ``jaxreg.augment.erasing`` (random erasing),
+``jaxreg.augment.policies`` (RandAugment and TrivialAugment with torchvision's op tables) and
+``jaxreg.augment.mixing`` (mixup, cutmix and label smoothing).
 """
 
 from __future__ import annotations
 
-from jaxreg.augment.affine import random_rotation, random_translation, random_zoom, rotate, translate, zoom
+from jaxreg.augment.affine import (
+    random_rotation,
+    random_translation,
+    random_zoom,
+    rotate,
+    shear_x,
+    shear_y,
+    translate,
+    zoom,
+)
+from jaxreg.augment.color import (
+    adjust_brightness,
+    adjust_contrast,
+    adjust_saturation,
+    adjust_sharpness,
+    autocontrast,
+    equalize,
+    invert,
+    posterize,
+    solarize,
+)
+from jaxreg.augment.erasing import random_erasing
 from jaxreg.augment.flips_crops import flip, random_crop, random_flip
 from jaxreg.augment.mixing import cutmix, mixup, smooth_labels
+from jaxreg.augment.policies import rand_augment, trivial_augment
 
 __all__ = [
     "flip",
     "rotate",
     "zoom",
     "translate",
+    "shear_x",
+    "shear_y",
+    "invert",
+    "solarize",
+    "posterize",
+    "equalize",
+    "autocontrast",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_saturation",
+    "adjust_sharpness",
     "random_flip",
     "random_crop",
     "random_rotation",
     "random_zoom",
     "random_translation",
+    "random_erasing",
+    "rand_augment",
+    "trivial_augment",
     "mixup",
     "cutmix",
     "smooth_labels",

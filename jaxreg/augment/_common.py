@@ -133,3 +133,49 @@ def _cast_back(y: jax.Array, dtype: Any) -> jax.Array:
 
 def _example_keys(key: KeyArray, batch: int) -> jax.Array:
     return jax.random.split(key, batch)
+
+
+# ------------------------------------------------------------------------------------- point-op checks
+
+
+def _check_pixel_dtype(x: jax.Array, fn_name: str) -> None:
+    """Point ops, erasing and policies take ``uint8`` images (PIL's range 0..255) or floats in [0, 1]."""
+    if x.dtype == jnp.uint8 or jnp.issubdtype(x.dtype, jnp.floating):
+        return
+    raise TypeError(
+        f"{fn_name}: x must be uint8 images (0..255) or floating images in [0, 1], got x.dtype = {x.dtype}; "
+        "convert other integer images with x.astype(jnp.uint8) (if they hold 0..255) or to float / 255."
+    )
+
+
+def _pixel_max(dtype: Any) -> float:
+    """The brightest pixel value: 255 for ``uint8``, 1 for floating images."""
+    return 255.0 if dtype == jnp.uint8 else 1.0
+
+
+def _per_example_param(
+    name: str,
+    value: Any,
+    batch: int,
+    fn_name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    dtype: Any = jnp.float32,
+) -> jax.Array:
+    """A magnitude shared by the batch (shape ``()``) or one per example (shape ``(batch,)``), as ``(batch,)``.
+
+    Concrete values are range-checked (NaN and infinities refused); traced ones pass unchecked.
+    """
+    if isinstance(value, (bool, np.bool_, str)) or value is None:
+        raise TypeError(f"{fn_name}: {name} must be a number or an array of shape ({batch},), got {name} = {value!r}.")
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    shape = np.shape(value)
+    if shape not in ((), (batch,)):
+        raise ValueError(
+            f"{fn_name}: {name} must be a scalar (shared by the batch) or have shape ({batch},) (one per example), "
+            f"got {name} with shape {shape}."
+        )
+    check_in_range(name, value, low, high)
+    return jnp.broadcast_to(jnp.asarray(value, dtype), (batch,))

@@ -36,7 +36,16 @@ from jaxreg.augment._common import (
     _example_keys,
 )
 
-__all__ = ["rotate", "zoom", "translate", "random_rotation", "random_zoom", "random_translation"]
+__all__ = [
+    "rotate",
+    "zoom",
+    "translate",
+    "shear_x",
+    "shear_y",
+    "random_rotation",
+    "random_zoom",
+    "random_translation",
+]
 
 _ORDERS = (0, 1)
 
@@ -56,11 +65,13 @@ def _per_example(value: ArrayLike, batch: int, trailing: tuple[int, ...], dtype:
 
 
 def _affine_resample(
-    x: jax.Array, matrix: jax.Array, offset: jax.Array, *, fill_value: float, order: int
+    x: jax.Array, matrix: jax.Array, offset: jax.Array, *, fill_value: float, order: int, half_up: bool = False
 ) -> jax.Array:
     """Sample ``x[b]`` at ``matrix[b] @ (p - center) + center + offset[b]`` for every output pixel ``p``.
 
     ``matrix`` has shape ``(batch, 2, 2)`` and ``offset`` ``(batch, 2)``, both in (row, column) order.
+    ``half_up`` (``order=0`` only) rounds source coordinates half up, ``floor(s + 1/2)``, as PIL's nearest
+    transform does, instead of ``map_coordinates``' round-half-to-even.
     """
     _, h, w, _ = x.shape
     cdt = _compute_dtype(x.dtype)
@@ -72,6 +83,8 @@ def _affine_resample(
         # Elementwise multiply-adds, not a matmul: accelerators may run matmuls at reduced precision.
         src_r = m[0, 0] * d_r + m[0, 1] * d_c + (center_r + off[0])
         src_c = m[1, 0] * d_r + m[1, 1] * d_c + (center_c + off[1])
+        if half_up and order == 0:
+            src_r, src_c = jnp.floor(src_r + 0.5), jnp.floor(src_c + 0.5)
 
         def channel(plane: jax.Array) -> jax.Array:
             return map_coordinates(plane, [src_r, src_c], order=order, mode="constant", cval=fill_value)
@@ -235,6 +248,104 @@ def _translate(x: jax.Array, shift: jax.Array, fill: float, order: int) -> jax.A
     offset = -shift
     matrix = jnp.broadcast_to(jnp.eye(2, dtype=offset.dtype), (x.shape[0], 2, 2))
     return _affine_resample(x, matrix, offset, fill_value=fill, order=order)
+
+
+def _shear(x: ArrayLike, factor: ArrayLike, fill_value: float, order: int, axis: str) -> jax.Array:
+    fn_name = f"shear_{axis}"
+    x = _check_images(x, fn_name)
+    _check_resampled_dtype(x, fn_name)
+    fill = _check_fill(fill_value, x)
+    check_choice("order", order, _ORDERS)
+    factor = _per_example(factor, x.shape[0], (), _compute_dtype(x.dtype), "factor")
+    check_in_range("factor", factor)  # no bounds: rejects NaN and inf (a traced factor passes)
+    return _shear_jit(x, factor, fill, order, axis)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _shear_jit(x: jax.Array, factor: jax.Array, fill: float, order: int, axis: str) -> jax.Array:
+    _, h, w, _ = x.shape
+    zero, one = jnp.zeros_like(factor), jnp.ones_like(factor)
+    # Output (r, c) samples column c + m (r + 1/2) (shear_x) or row r + m (c + 1/2) (shear_y): PIL's affine
+    # transform (1, m, 0, 0, 1, 0) / (1, 0, 0, m, 1, 0), whose pixel centers sit at half-integers.
+    if axis == "x":
+        matrix = jnp.stack([jnp.stack([one, zero], -1), jnp.stack([factor, one], -1)], -2)
+        offset = jnp.stack([zero, factor * (h / 2)], -1)
+    else:
+        matrix = jnp.stack([jnp.stack([one, factor], -1), jnp.stack([zero, one], -1)], -2)
+        offset = jnp.stack([factor * (w / 2), zero], -1)
+    return _affine_resample(x, matrix, offset, fill_value=fill, order=order, half_up=True)
+
+
+def shear_x(x: ArrayLike, factor: ArrayLike, *, fill_value: float = 0.0, order: int = 0) -> jax.Array:
+    """Shear every image horizontally about its top-left corner, as AutoAugment's ``ShearX``.
+
+    Output pixel (row ``r``, column ``c``) takes the input at column ``c + factor * (r + 1/2)``: PIL's
+    ``img.transform(size, Image.AFFINE, (1, factor, 0, 0, 1, 0))`` (AutoAugment's reference code) and
+    torchvision's ``ShearX`` of magnitude ``factor`` (``F.affine(shear=[degrees(atan(factor)), 0],
+    center=[0, 0])``). So a positive factor moves lower rows to the left; the top row moves by
+    ``factor / 2`` pixels. With ``order=0`` (the default, PIL's and torchvision's ``NEAREST``) source
+    coordinates are rounded half up as PIL does; ``order=1`` interpolates bilinearly. Uncovered pixels take
+    ``fill_value``.
+
+    Args:
+      x: images, shape ``(batch, height, width, channels)`` (NHWC): floats, or 8/16-bit integers such as
+        ``uint8`` (rounded and clipped back; see the module docstring).
+      factor: the shear ``tan(angle)``, a scalar or one per example, shape ``(batch,)``; may be traced.
+      fill_value: value of uncovered pixels (a concrete number; finite for integer images).
+      order: 0 for nearest-neighbour, 1 for bilinear interpolation.
+
+    Returns:
+      Sheared images, same shape and dtype as ``x``.
+
+    Raises:
+      ValueError: if ``x`` is not NHWC, a concrete ``factor`` is NaN or infinite or has a wrong shape, or
+        ``order`` is not 0 or 1.
+      TypeError: if ``fill_value`` is not a concrete number, or ``x`` is neither floating nor an integer
+        type of at most 16 bits.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxreg as jr
+      >>> x = jnp.tile(jnp.arange(1.0, 5.0), (3, 1)).reshape(1, 3, 4, 1)
+      >>> jr.shear_x(x, 1.0)[0, :, :, 0]  # row r shifts left by r + 1/2, rounded half up
+      Array([[2., 3., 4., 0.],
+             [3., 4., 0., 0.],
+             [4., 0., 0., 0.]], dtype=float32)
+    """
+    return _shear(x, factor, fill_value, order, "x")
+
+
+def shear_y(x: ArrayLike, factor: ArrayLike, *, fill_value: float = 0.0, order: int = 0) -> jax.Array:
+    """Shear every image vertically about its top-left corner, as AutoAugment's ``ShearY``.
+
+    Output pixel (row ``r``, column ``c``) takes the input at row ``r + factor * (c + 1/2)``: PIL's
+    ``img.transform(size, Image.AFFINE, (1, 0, 0, factor, 1, 0))`` and torchvision's ``ShearY``. Rounding,
+    ``order`` and fill as in :func:`shear_x`.
+
+    Args:
+      x: images, shape ``(batch, height, width, channels)`` (NHWC): floats, or 8/16-bit integers such as
+        ``uint8`` (rounded and clipped back; see the module docstring).
+      factor: the shear ``tan(angle)``, a scalar or one per example, shape ``(batch,)``; may be traced.
+      fill_value: value of uncovered pixels (a concrete number; finite for integer images).
+      order: 0 for nearest-neighbour, 1 for bilinear interpolation.
+
+    Returns:
+      Sheared images, same shape and dtype as ``x``.
+
+    Raises:
+      ValueError: if ``x`` is not NHWC, a concrete ``factor`` is NaN or infinite or has a wrong shape, or
+        ``order`` is not 0 or 1.
+      TypeError: if ``fill_value`` is not a concrete number, or ``x`` is neither floating nor an integer
+        type of at most 16 bits.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import jaxreg as jr
+      >>> x = jnp.arange(1.0, 4.0).reshape(1, 3, 1, 1)
+      >>> jr.shear_y(x, -2.0)[0, :, 0, 0]  # column 0 moves down by one row
+      Array([0., 1., 2.], dtype=float32)
+    """
+    return _shear(x, factor, fill_value, order, "y")
 
 
 # ----------------------------------------------------------------------------------------------- random

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax.linen import normalization as linen_normalization
 from flax.typing import Dtype, Initializer
 
+from jaxreg.drop_block import drop_block
 from jaxreg import noise
 from jaxreg._typing import ApplyFn, KeyArray
 from jaxreg._validate import is_concrete
@@ -36,6 +37,7 @@ __all__ = [
     "AlphaDropout",
     "GaussianNoise",
     "DropPath",
+    "DropBlock",
     "BatchNorm",
     "linen_apply",
 ]
@@ -262,6 +264,33 @@ class DropPath(_Noise):
 
     _fn = staticmethod(noise.drop_path)
     _options = ("mask_impl",)
+
+
+class DropBlock(_Noise):
+    """DropBlock on NHWC feature maps, :func:`jaxreg.drop_block` as a linen module (torchvision ``DropBlock2d``).
+
+    Attributes:
+      rate: the fraction of activations to drop, in ``[0, 1)``.
+      block_size: the side of the dropped squares, odd and at most the feature map's height and width.
+      deterministic: ``True`` returns the input; may instead be given to ``__call__``.
+      rng_collection: the rng stream the key is drawn from.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.flax import linen as jrl
+      >>> layer = jrl.DropBlock(0.2, block_size=3)
+      >>> y = layer.apply({}, jnp.ones((8, 16, 16, 4)), deterministic=False, rngs={"dropout": jax.random.key(0)})
+      >>> print(f"{float((y == 0).mean()):.1f}")
+      0.2
+    """
+
+    rate: float
+    block_size: int = 7
+    deterministic: bool | None = None
+    rng_collection: str = "dropout"
+
+    _fn = staticmethod(drop_block)
+    _options = ("block_size",)
 
 
 class BatchNorm(nn.Module):

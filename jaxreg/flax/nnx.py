@@ -38,6 +38,7 @@ from typing import ClassVar
 import jax
 from flax import nnx
 
+from jaxreg.drop_block import drop_block
 from jaxreg import noise
 from jaxreg._typing import ApplyFn, PyTree
 from jaxreg._validate import is_concrete
@@ -50,6 +51,7 @@ __all__ = [
     "AlphaDropout",
     "GaussianNoise",
     "DropPath",
+    "DropBlock",
     "BatchNorm",
     "nnx_apply",
 ]
@@ -397,6 +399,45 @@ class DropPath(_StochasticLayer):
         super().__init__(deterministic, rng_collection, rngs)
         self.rate = rate
         self.mask_impl = mask_impl
+
+
+class DropBlock(_StochasticLayer):
+    """DropBlock on NHWC feature maps, :func:`jaxreg.drop_block` as an nnx module (torchvision ``DropBlock2d``).
+
+    Args:
+      rate: the fraction of activations to drop, in ``[0, 1)``.
+      block_size: the side of the dropped squares, odd and at most the feature map's height and width.
+      deterministic: ``True`` returns the input; toggled by ``model.eval()`` / ``model.train()``.
+      rng_collection: the ``Rngs`` stream to fork at construction.
+      rngs: an ``nnx.Rngs`` or ``nnx.RngStream`` (forked), or ``None`` to pass keys at call time.
+
+    Raises:
+      TypeError: ``rngs`` of another type.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from jaxreg.flax import nnx as jrn
+      >>> y = jrn.DropBlock(0.2, block_size=3, rngs=nnx.Rngs(0))(jnp.ones((8, 16, 16, 4)))
+      >>> print(f"{float((y == 0).mean()):.1f}")
+      0.2
+    """
+
+    _fn = staticmethod(drop_block)
+    _options = ("block_size",)
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        block_size: int = 7,
+        deterministic: bool | None = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+    ) -> None:
+        super().__init__(deterministic, rng_collection, rngs)
+        self.rate = rate
+        self.block_size = block_size
 
 
 def nnx_apply(model: nnx.Module) -> tuple[ApplyFn, PyTree, PyTree]:
