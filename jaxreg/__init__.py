@@ -46,6 +46,7 @@ from jaxreg.augment import (
     trivial_augment,
     zoom,
 )
+from jaxreg.conv import conv
 from jaxreg.cv import kfold_fit, kfold_indices, kfold_masks, sweep_fit
 from jaxreg.averaging import WeightAverages, update_bn
 from jaxreg.drop_block import drop_block
@@ -143,6 +144,8 @@ __all__ = [
     "batch_renorm",
     "to_flax_batch_stats",
     "from_flax_batch_stats",
+    # convolution
+    "conv",
     # augmentation
     "flip",
     "rotate",

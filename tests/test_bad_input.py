@@ -168,6 +168,9 @@ CASES = [
          lambda v: jr.make_train_step(_apply, _loss, TX, penalties=[(jr.l2, v)], jit=False), _vec(1e-4)),
     Case("make_train_step", "jit", lambda v: jr.make_train_step(_apply, _loss, TX, jit=v), _vec(True)),
     Case("make_eval_step", "jit", lambda v: jr.make_eval_step(_apply, _loss, jit=v), _vec(True)),
+    # convolution (issue 16)
+    Case("conv", "feature_group_count", lambda v: jr.conv(IMAGES, jnp.ones((3, 3, 3, 3)), feature_group_count=v),
+         _vec(1)),
     # the engine's output, input-gradient and averaging options (issue 11)
     Case("confidence_penalty", "axis", lambda v: jr.confidence_penalty(LABELS, axis=v), _vec(0)),
     Case("rdrop_loss", "axis", lambda v: jr.rdrop_loss(LABELS, LABELS, axis=v), _vec(0)),

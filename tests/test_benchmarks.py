@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks import conv as conv_bench
 from benchmarks import epoch as epoch_bench
 from benchmarks import noise as noise_bench
 from benchmarks import penalties as penalty_bench
@@ -171,3 +172,69 @@ def test_keras_baseline_has_the_same_parameters():
     jax_shapes = sorted(leaf.shape for leaf in jax.tree.leaves(step_bench.mlp_params(SIZES)))
     assert keras_shapes == jax_shapes
     assert len(model.losses) == len(SIZES) - 1  # one L2 kernel regularizer per Dense layer
+
+
+# ----------------------------------------------------------------------------------------------------------
+# benchmarks/conv.py: the CNN step with jaxreg's layers against the same step with flax's, and PyTorch's
+
+
+def test_conv_bench_cnn_steps_do_equal_work():
+    """RegularizedCNN with jrl Conv + reshape max pool and with nn.Conv + nn.max_pool: one loss, one update."""
+    setup = conv_bench.cnn_steps(4, image=8, features=(2, 4), dense_size=4)
+    (ours, ours_metrics), (ref, ref_metrics) = [step(state, setup["x"], setup["y"])
+                                                for step, state in (setup["jaxreg"], setup["flax_layers"])]
+    np.testing.assert_allclose(float(ours_metrics["loss"]), float(ref_metrics["loss"]), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(ours.params), jax.tree.leaves(ref.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_cnn_max_pool_has_flax_values_and_gradient_with_ties():
+    """The reshape max pool gives each window's gradient to its first maximum, as nn.max_pool does."""
+    import flax.linen as nn
+
+    from jaxreg.experiments.models import _max_pool
+
+    x = jnp.round(jax.nn.relu(jax.random.normal(jax.random.key(0), (2, 7, 9, 3))) * 2) / 2  # many ties
+    g = jax.random.normal(jax.random.key(1), (2, 3, 4, 3))
+    ours, ours_vjp = jax.vjp(lambda x: _max_pool(x, 2), x)
+    ref, ref_vjp = jax.vjp(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)), x)
+    np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(ours_vjp(g)[0], ref_vjp(g)[0])
+
+
+def test_torch_cnn_baseline_is_the_same_network():
+    """With RegularizedCNN's weights copied in and dropout off, PyTorch's forward pass equals the JAX model's."""
+    pytest.importorskip("torch")
+    import torch
+
+    features, dense, image = (2, 4), 4, 8
+    setup = conv_bench.torch_cnn(features=features, dense_size=dense, image=image)
+    assert not isinstance(setup, str), setup
+    model, step = setup
+    jax_model = conv_bench.RegularizedCNN(num_outputs=10, features=features, dense_size=dense)
+    x = jax.random.normal(jax.random.key(0), (3, image, image, 3))
+    params = jax_model.init(jax.random.key(1), x, train=False)["params"]
+    convs = [m for m in model if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    norms = [m for m in model if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    half = image // 2
+    with torch.no_grad():
+        for i, layer in enumerate(convs):  # HWIO -> OIHW
+            layer.weight.copy_(torch.from_numpy(np.asarray(params[f"Conv_{i}"]["kernel"]).transpose(3, 2, 0, 1).copy()))
+        # JAX flattens (h, w, c), torch (c, h, w): permute the first dense kernel's rows to match.
+        k0 = np.asarray(params["Dense_0"]["kernel"]).reshape(half, half, features[1], dense).transpose(2, 0, 1, 3)
+        linears[0].weight.copy_(torch.from_numpy(k0.reshape(-1, dense).T.copy()))
+        linears[1].weight.copy_(torch.from_numpy(np.asarray(params["Dense_1"]["kernel"]).T.copy()))
+        linears[1].bias.copy_(torch.from_numpy(np.array(params["Dense_1"]["bias"])))
+        for i, norm in enumerate(norms):
+            norm.weight.copy_(torch.from_numpy(np.array(params[f"BatchNorm_{i}"]["scale"])))
+            norm.bias.copy_(torch.from_numpy(np.array(params[f"BatchNorm_{i}"]["bias"])))
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())).numpy()
+    batch_stats = jax_model.init(jax.random.key(1), x, train=False)["batch_stats"]
+    ref = jax_model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
+    np.testing.assert_allclose(out, np.asarray(ref), rtol=1e-4, atol=1e-5)
+    model.train()
+    loss = step(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()), torch.zeros(3, dtype=torch.int64))
+    assert np.isfinite(loss.item())

@@ -11,9 +11,12 @@ training engine. Their regularizers are jaxreg's functional core called inside t
   ``batch_stats/<layer>/{mean,var}``), so the running statistics are the ``model_state`` the step threads.
 
 Both through the thin linen adapters of :mod:`jaxreg.flax.linen` (``jrl.Dropout``, ``jrl.GaussianDropout``,
-``jrl.SpatialDropout``, ``jrl.BatchNorm``). Batch norm uses ``momentum=0.9`` rather than flax's 0.99: with
-a few hundred training examples an epoch is a dozen steps, and 0.99 would leave the running statistics
-lagging behind the weights for many epochs.
+``jrl.SpatialDropout``, ``jrl.BatchNorm``). The CNN's convolutions are :class:`jaxreg.flax.conv.Conv`
+(``flax.linen.Conv`` over :func:`jaxreg.conv`: same variables, a reverse-mode rule chosen for XLA:CPU) and
+its max pool a reshape-and-max with an elementwise gradient (see :class:`RegularizedCNN`).
+
+Batch norm uses ``momentum=0.9`` rather than flax's 0.99: with a few hundred training examples an epoch is a
+dozen steps, and 0.99 would leave the running statistics lagging behind the weights for many epochs.
 
 A rate of 0 (or ``batch_norm=False``) removes the layer from the program entirely, so an unregularized
 baseline is exactly the plain network.
@@ -25,8 +28,9 @@ length)`` (give ``vocab_size``; 0 is padding). :func:`build_model` picks the mod
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -36,6 +40,7 @@ import numpy as np
 from jaxreg import noise
 from jaxreg._validate import check_choice, check_in_range, check_positive_int
 from jaxreg.flax import linen as jrl
+from jaxreg.flax.conv import Conv
 
 __all__ = ["MODELS", "MLP", "SweepMLP", "RegularizedCNN", "TransformerClassifier", "build_model",
            "sinusoidal_positions"]
@@ -46,6 +51,53 @@ _DROPOUT_KINDS = ("dropout", "gaussian")
 
 def _check_rate(name: str, rate: float) -> None:
     check_in_range(name, rate, 0.0, 1.0, high_inclusive=False)
+
+
+def _pool_windows(x: jax.Array, window: int) -> jax.Array:
+    """``(n, h // window, window, w // window, window, c)``: the pooling windows (a remainder is dropped)."""
+    n, h, w, c = x.shape
+    x = x[:, : h // window * window, : w // window * window, :]
+    return x.reshape(n, h // window, window, w // window, window, c)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _max_pool(x: jax.Array, window: int) -> jax.Array:
+    """``nn.max_pool(x, (window, window), strides=(window, window))`` (VALID), with an elementwise gradient.
+
+    The same values and the same gradient as flax's: each window's gradient goes to its first maximum in
+    row-major order, as XLA's ``select-and-scatter`` does (``tests/test_benchmarks.py`` checks both, ties
+    included). Only the formulation differs: the forward pass is a reshape and a max, the backward pass
+    ``window**2`` fused comparisons. XLA:CPU computes ``nn.max_pool``'s gradient as a ``select-and-scatter``
+    over a variadic ``reduce-window`` that carries argmax indices (four int32 ``iota`` arrays of the input's
+    size), 94 ms against 14 ms on the experiments' 64x32x32x64 activations (benchmarks/NOTES.md).
+    """
+    return jnp.max(_pool_windows(x, window), axis=(2, 4))
+
+
+def _max_pool_fwd(x, window):
+    y = jnp.max(_pool_windows(x, window), axis=(2, 4))
+    return y, (x, y)
+
+
+def _max_pool_bwd(window, residuals, g):
+    x, y = residuals
+    windows = _pool_windows(x, window)
+    taken = jnp.zeros(y.shape, bool)
+    rows = []
+    for i in range(window):
+        cols = []
+        for j in range(window):
+            hit = (windows[:, :, i, :, j, :] == y) & ~taken
+            taken = taken | hit
+            cols.append(jnp.where(hit, g, jnp.zeros((), g.dtype)))
+        rows.append(jnp.stack(cols, axis=3))  # (n, h', w', window, c)
+    dx = jnp.stack(rows, axis=2)  # (n, h', window, w', window, c)
+    n, h, w, c = x.shape
+    dx = dx.reshape(n, h // window * window, w // window * window, c)
+    return (jnp.pad(dx, ((0, 0), (0, h - dx.shape[1]), (0, w - dx.shape[2]), (0, 0))),)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def _unit_dropout(x: jax.Array, rate: float, kind: str, train: bool) -> jax.Array:
@@ -128,7 +180,12 @@ class RegularizedCNN(nn.Module):
 
     The regularized small-image CNN of the experiments; each regularizer can be switched off (``batch_norm=
     False``, rates 0) to get the plain network. Convolutions are 3x3 with "SAME" padding; the max pool is
-    2x2 (so 8x8 digits become 4x4 feature maps, 32x32 CIFAR images 16x16).
+    2x2 (so 8x8 digits become 4x4 feature maps, 32x32 CIFAR images 16x16). The layers are flax's, with
+    flax's variable names (``Conv_0``, ``BatchNorm_0``, ...), two of them computed differently for speed on
+    CPU: the convolutions are :class:`jaxreg.flax.conv.Conv` and the max pool a reshape-and-max whose
+    gradient is elementwise (``_max_pool``); the network is the same function as with ``nn.Conv`` and
+    ``nn.max_pool``, with the same gradients up to float rounding. Both have hand-written reverse-mode rules,
+    so (as with :func:`jaxreg.batch_norm`) pure forward-mode differentiation (``jax.jvp``) of a call raises.
 
     Attributes:
       num_outputs: number of classes.
@@ -162,6 +219,10 @@ class RegularizedCNN(nn.Module):
     dropout_rate: float = 0.5
     dropout_kind: str = "dropout"
     batch_norm_momentum: float = 0.9
+    # The convolution layer and the pooling function (not fields: benchmarks/conv.py swaps in nn.Conv and
+    # nn.max_pool in a subclass to time the same network with flax's layers).
+    conv_layer: ClassVar[type] = Conv
+    max_pool: ClassVar[Callable[[jax.Array, int], jax.Array]] = staticmethod(_max_pool)
 
     def __post_init__(self) -> None:
         check_positive_int("num_outputs", self.num_outputs)
@@ -185,11 +246,11 @@ class RegularizedCNN(nn.Module):
                 h = jrl.BatchNorm(momentum=self.batch_norm_momentum)(h, use_running_average=not train)
             return nn.relu(h)
 
-        x = norm_relu(nn.Conv(self.features[0], (3, 3), use_bias=not self.batch_norm)(x))
+        x = norm_relu(self.conv_layer(self.features[0], (3, 3), use_bias=not self.batch_norm)(x))
         if self.spatial_dropout_rate > 0.0:
             x = jrl.SpatialDropout(self.spatial_dropout_rate)(x, deterministic=not train)
-        x = norm_relu(nn.Conv(self.features[1], (3, 3), use_bias=not self.batch_norm)(x))
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = norm_relu(self.conv_layer(self.features[1], (3, 3), use_bias=not self.batch_norm)(x))
+        x = self.max_pool(x, 2)
         x = jnp.reshape(x, (x.shape[0], -1))
         x = norm_relu(nn.Dense(self.dense_size, use_bias=not self.batch_norm)(x))
         x = _unit_dropout(x, self.dropout_rate, self.dropout_kind, train)
