@@ -89,7 +89,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -104,6 +103,9 @@ from jaxreg._validate import check_bool, check_callable, check_choice, check_in_
 from jaxreg.averaging import WeightAverages, averaged_params, init_averages, update_averages
 from jaxreg.early_stopping import EarlyStopping
 from jaxreg._losses import check_batch as _check_batch
+from jaxreg._step_args import accepted_extra_args as _accepted_extra_args
+from jaxreg._step_args import augmented as _augmented
+from jaxreg._step_args import check_output_penalties as _check_output_penalties
 from jaxreg._losses import is_classification as _is_classification
 from jaxreg._losses import per_example as _per_example
 from jaxreg._losses import weighted_mean as _weighted_mean
@@ -286,42 +288,6 @@ def _check_penalties(penalties: Sequence[Penalty | tuple]) -> tuple[Penalty, ...
     return tuple(out)
 
 
-def _check_output_penalties(entries: Sequence[tuple]) -> tuple[tuple[Callable, ArrayLike], ...]:
-    out = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, (tuple, list)) or len(entry) != 2:
-            raise TypeError(f"output_penalties[{i}] must be a (fn, coefficient) pair, fn(outputs, y) -> scalar, "
-                            f"got output_penalties[{i}] = {entry!r}.")
-        check_callable(f"output_penalties[{i}] fn", entry[0])
-        check_in_range(f"output_penalties[{i}] coefficient", entry[1], 0.0, None, scalar=True)
-        out.append((entry[0], entry[1]))
-    return tuple(out)
-
-
-def _accepted_extra_args(optimizer: Any) -> set[str] | None:
-    """The extra keyword arguments ``optimizer.update`` takes (None: any, it has ``**kwargs``)."""
-    try:
-        parameters = inspect.signature(optimizer.update).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
-
-
-def _augmented(augment: AugmentFn, key: KeyArray, x: Any, y: Any) -> tuple[Any, Any]:
-    result = augment(key, x, y)
-    if not isinstance(result, (tuple, list)) or len(result) != 2:
-        raise TypeError(f"augment(key, x, y) must return the pair (x, y), got {type(result).__name__}.")
-    new_x, new_y = result
-    for name, old, new in (("x", x, new_x), ("y", y, new_y)):
-        old_n, new_n = jnp.shape(old)[:1], jnp.shape(new)[:1]
-        if old_n != new_n:
-            raise ValueError(f"augment must keep the batch size: it turned {name} of shape {jnp.shape(old)} into "
-                             f"shape {jnp.shape(new)}.")
-    return new_x, new_y
-
-
 def _select(pred: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
 
@@ -333,6 +299,7 @@ def make_train_step(
     *,
     penalties: Sequence[Penalty | tuple] = (),
     output_penalties: Sequence[tuple] = (),
+    activity_penalties: Sequence[tuple] = (),
     augment: AugmentFn | None = None,
     rdrop: ArrayLike | None = None,
     input_gradient: ArrayLike | None = None,
@@ -357,6 +324,12 @@ def make_train_step(
         >= 0, traced ones pass unchecked.
       output_penalties: ``(fn, coefficient)`` pairs, ``fn(outputs, y) -> scalar`` on the training-mode
         outputs, added to the loss (e.g. ``(lambda o, y: jr.confidence_penalty(o), 0.1)``).
+      activity_penalties: ``(fn, coefficient)`` pairs, ``fn(activities) -> scalar`` on the intermediate
+        activations the model records in training mode: the step calls ``apply_fn(...,
+        capture_activities=True)``, which must return ``(outputs, model_state, activities)``;
+        :func:`jaxreg.linen_apply` returns what the module ``sow``s, :func:`jaxreg.nnx_apply` what it sows
+        as ``nnx.Intermediate``. Keras' ``Dense(..., activity_regularizer=L2(c))`` is ``(functools.partial(
+        jr.activity_l2, batch_mean=True), c)`` on that layer's sown output.
       augment: ``augment(key, x, y) -> (x, y)`` applied to every training batch inside the step (never in
         evaluation), with the key of the step on its own stream (``stream_key(state.key, AUGMENT_STREAM,
         step)``, not the dropout key). It must keep the batch size; it may turn labels soft (mixup, cutmix):
@@ -420,6 +393,7 @@ def make_train_step(
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got optimizer = {optimizer!r}.")
     penalties = _check_penalties(penalties)
     output_penalties = _check_output_penalties(output_penalties)
+    activity_penalties = _check_output_penalties(activity_penalties, "activity_penalties", "fn(activities)")
     if augment is not None:
         check_callable("augment", augment)
     for name, coefficient in (("rdrop", rdrop), ("input_gradient", input_gradient), ("jacobian", jacobian)):
@@ -440,7 +414,16 @@ def make_train_step(
             return apply_fn(params, state.model_state, inputs, key=key, training=True)
 
         def objective(params):
-            outputs, model_state = forward(params, x, noise_key)
+            activities = None
+            if activity_penalties:
+                result = apply_fn(params, state.model_state, x, key=noise_key, training=True,
+                                  capture_activities=True)
+                if not isinstance(result, tuple) or len(result) != 3:
+                    raise ValueError("activity_penalties need apply_fn(..., capture_activities=True) to return "
+                                     "(outputs, model_state, activities), as jr.linen_apply and jr.nnx_apply do.")
+                outputs, model_state, activities = result
+            else:
+                outputs, model_state = forward(params, x, noise_key)
             _check_batch(outputs, y, weights)
             task = _weighted_mean(loss_fn(outputs, y), weights)
             terms = [jnp.asarray(coef) * jnp.asarray(fn(params, mask=mask)) for fn, coef, mask in penalties]
@@ -448,6 +431,11 @@ def make_train_step(
                 term = jnp.asarray(fn(outputs, y))
                 if term.ndim:
                     raise ValueError(f"output_penalties[{i}] fn must return a scalar, got shape {term.shape}.")
+                terms.append(jnp.asarray(coef) * term)
+            for i, (fn, coef) in enumerate(activity_penalties):
+                term = jnp.asarray(fn(activities))
+                if term.ndim:
+                    raise ValueError(f"activity_penalties[{i}] fn must return a scalar, got shape {term.shape}.")
                 terms.append(jnp.asarray(coef) * term)
             if rdrop is not None:
                 outputs_b, _ = forward(params, x, jax.random.fold_in(noise_key, 1))

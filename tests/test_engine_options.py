@@ -307,3 +307,76 @@ def test_traced_coefficients_sweep_under_vmap():
                                         donate=False)(_state(tx), X, Y)[1]["penalty"]) for c in coefs]
     np.testing.assert_allclose(swept, singles, rtol=1e-5, atol=1e-7)
     assert float(swept[0]) == 0.0 and float(swept[2]) > float(swept[1]) > 0
+
+
+# ------------------------------------------------------------------------------------ activity penalties
+
+
+def _keras():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    return pytest.importorskip("keras")
+
+
+def test_activity_penalty_through_sow_equals_keras_activity_regularizer():
+    """Reference: Keras 3, Dense(H, tanh, activity_regularizer=L2(c)) then Dense(C), the same weights; its
+    training loss is the cross-entropy plus sum(model.losses) (the activity L2 divided by the batch size).
+    jaxreg: a linen model that sows the hidden activation, penalised through activity_penalties."""
+    import functools
+
+    import flax.linen as nn
+
+    keras = _keras()
+    c = 0.05
+    params = _params()
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x, train: bool):
+            h = jnp.tanh(nn.Dense(H, use_bias=False, name="hidden")(x))
+            self.sow("intermediates", "hidden_act", h)
+            return nn.Dense(C, use_bias=False, name="out")(h)
+
+    model = keras.Sequential([keras.Input((D,)),
+                              keras.layers.Dense(H, activation="tanh", use_bias=False,
+                                                 activity_regularizer=keras.regularizers.L2(c)),
+                              keras.layers.Dense(C, use_bias=False)])
+    model.set_weights([np.asarray(params["w1"]), np.asarray(params["w2"])])
+    y_pred = model(np.asarray(X), training=True)
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    keras_total = float(ce(np.asarray(Y), y_pred)) + float(sum(model.losses))
+
+    flax_params = {"hidden": {"kernel": params["w1"]}, "out": {"kernel": params["w2"]}}
+    tx = optax.sgd(0.1)
+    step = jr.make_train_step(jr.linen_apply(Net()), CE, tx, donate=False,
+                              activity_penalties=[(functools.partial(jr.activity_l2, batch_mean=True), c)])
+    _, metrics = step(jr.create_train_state(flax_params, tx, jax.random.key(0)), X, Y)
+    np.testing.assert_allclose(float(metrics["loss"] + metrics["penalty"]), keras_total, rtol=1e-5)
+    assert float(metrics["penalty"]) > 0
+
+
+def test_activity_penalty_through_nnx_intermediates_and_a_bad_apply_fn():
+    """Reference: the penalty recomputed from the hidden activation by hand. nnx: self.sow(nnx.Intermediate)."""
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden, self.out = nnx.Linear(D, H, rngs=rngs), nnx.Linear(H, C, rngs=rngs)
+
+        def __call__(self, x):
+            h = jnp.tanh(self.hidden(x))
+            self.sow(nnx.Intermediate, "hidden_act", h)
+            return self.out(h)
+
+    apply_fn, params, model_state = jr.nnx_apply(Net(nnx.Rngs(0)))
+    tx = optax.sgd(0.1)
+    state = jr.create_train_state(params, tx, jax.random.key(0), model_state=model_state)
+    step = jr.make_train_step(apply_fn, CE, tx, activity_penalties=[(jr.activity_l1, 0.2)], donate=False)
+    new_state, metrics = step(state, X, Y)
+    h = jnp.tanh(X @ params["hidden"]["kernel"][...] + params["hidden"]["bias"][...])
+    np.testing.assert_allclose(metrics["penalty"], 0.2 * jnp.sum(jnp.abs(h)), rtol=1e-5)
+    assert jax.tree.structure(new_state.model_state) == jax.tree.structure(state.model_state)
+    bad = jr.make_train_step(_apply, CE, tx, activity_penalties=[(jr.activity_l2, 0.1)], donate=False)
+    with pytest.raises(TypeError, match="capture_activities"):
+        bad(_state(tx), X, Y)

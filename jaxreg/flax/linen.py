@@ -486,6 +486,7 @@ def linen_apply(
     dropout_rng_name: str = "dropout",
     train_arg: str | None = "train",
     call_args: Mapping[str, Any] | None = None,
+    activity_collection: str = "intermediates",
 ) -> ApplyFn:
     """Adapt a ``flax.linen`` module to the ``apply_fn(params, model_state, x, *, key, training)`` contract.
 
@@ -500,6 +501,10 @@ def linen_apply(
       train_arg: the keyword of ``__call__`` that switches training mode, or None if it has none.
       call_args: extra keyword arguments of ``__call__``, passed on every call; they may be traced arrays,
         e.g. ``{"rate": h["dropout"]}`` for a model whose dropout rate is swept under ``jax.vmap``.
+      activity_collection: the collection the module ``sow``s activities into (flax's default
+        ``"intermediates"``): with ``apply_fn(..., capture_activities=True)`` (what
+        :func:`jaxreg.make_train_step` calls when given ``activity_penalties``) it is made mutable and its
+        values are returned as a third element, ``(outputs, model_state, activities)``.
 
     Returns:
       An ``apply_fn`` for :func:`jaxreg.make_train_step` / :func:`jaxreg.make_eval_step`.
@@ -527,12 +532,18 @@ def linen_apply(
     if train_arg is not None and train_arg in (call_args or {}):
         raise ValueError(f"call_args must not hold {train_arg!r}: the adapter sets it from `training`.")
 
-    def apply_fn(params, model_state, x, *, key=None, training):
+    def apply_fn(params, model_state, x, *, key=None, training, capture_activities=False):
         kwargs = dict(call_args or {})
         if train_arg is not None:
             kwargs[train_arg] = training
         rngs = {dropout_rng_name: key} if key is not None else None
         variables = {"params": params, **model_state}
+        if capture_activities:
+            mutable = [*(model_state if training else ()), activity_collection]
+            outputs, updates = module.apply(variables, x, rngs=rngs, mutable=mutable, **kwargs)
+            updates = dict(updates)
+            activities = updates.pop(activity_collection, {})
+            return outputs, {**model_state, **updates}, activities
         if training and model_state:
             outputs, updates = module.apply(variables, x, rngs=rngs, mutable=list(model_state), **kwargs)
             return outputs, {**model_state, **updates}

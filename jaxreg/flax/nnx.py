@@ -444,7 +444,10 @@ def nnx_apply(model: nnx.Module) -> tuple[ApplyFn, PyTree, PyTree]:
     """Adapt a ``flax.nnx`` module to the engine's model contract.
 
     The module is split into its ``nnx.Param`` leaves (the trained ``params``), its RNG streams and
-    everything else (``model_state``: batch statistics and other non-trained variables). The returned
+    everything else (``model_state``: batch statistics and other non-trained variables). Values the module
+    sows as ``nnx.Intermediate`` (``self.sow(nnx.Intermediate, "name", h)``) are popped after each call: they
+    are the activities that :func:`jaxreg.make_train_step`'s ``activity_penalties`` see
+    (``capture_activities=True`` returns them as a third element), never model state. The returned
     ``apply_fn`` merges them back, switches the module with ``train()``/``eval()``, reseeds every RNG stream
     from the step's ``key`` (so a step's noise depends only on the engine's key and step number, as with
     :func:`jaxreg.linen_apply`) and calls ``module(x)``.
@@ -488,7 +491,7 @@ def nnx_apply(model: nnx.Module) -> tuple[ApplyFn, PyTree, PyTree]:
     # Streams are reseeded by tag: a layer built from nnx.Rngs(0) draws from "default", not "dropout".
     tags = sorted({v.tag for v in jax.tree.leaves(rng_state, is_leaf=is_variable) if getattr(v, "tag", None)})
 
-    def apply_fn(params, model_state, x, *, key=None, training):
+    def apply_fn(params, model_state, x, *, key=None, training, capture_activities=False):
         # Variables rebuilt here, inside the innermost trace (jit, then grad): nnx refuses to mutate (reseed,
         # update batch statistics) variables that were made at another trace level.
         fresh = jax.tree.map(lambda leaf: leaf, (params, rng_state, model_state))
@@ -496,8 +499,16 @@ def nnx_apply(model: nnx.Module) -> tuple[ApplyFn, PyTree, PyTree]:
         module.train() if training else module.eval()
         if key is not None and tags:
             nnx.reseed(module, **{tag: key for tag in tags})
-        outputs = module(x)
+        # What the call sows (self.sow(nnx.Intermediate, ...)) is the step's activities, never model state:
+        # flax >= 0.12 collects it with nnx.capture (sowing outside it is deprecated), older flax in the module.
+        if hasattr(nnx, "capture"):
+            outputs, activities = nnx.capture(module, nnx.Intermediate)(x)
+        else:  # pragma: no cover - flax < 0.12
+            outputs = module(x)
+            activities = nnx.pop(module, nnx.Intermediate)
         *_, new_model_state = nnx.split(module, nnx.Param, nnx.RngState, ...)
+        if capture_activities:
+            return outputs, new_model_state, activities
         return outputs, new_model_state
 
     return apply_fn, params, model_state
