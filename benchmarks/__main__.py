@@ -26,7 +26,8 @@ import jax
 from benchmarks._timing import Result
 
 # Order matters only for the report: micro first, then steps, then whole programs.
-SUITE = ("noise", "norm", "penalties", "conv", "train_step", "epoch", "sweep", "checkpoint")
+SUITE = ("noise", "norm", "augment", "penalties", "conv", "train_step", "engine_options", "epoch", "sweep",
+         "checkpoint")
 HERE = Path(__file__).resolve().parent
 
 

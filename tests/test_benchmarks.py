@@ -238,3 +238,67 @@ def test_torch_cnn_baseline_is_the_same_network():
     model.train()
     loss = step(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()), torch.zeros(3, dtype=torch.int64))
     assert np.isfinite(loss.item())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# benchmarks/engine_options.py: each engine option of issue 11 against the plain engine step
+
+
+def test_engine_options_bench_averaging_steps_take_the_plain_update(mlp):
+    """The EMA and SWA rows time the plain step's work plus the averages: one state holding both (one
+    compilation) takes the plain step's update (the fixture's, same masks) and averages it by the formulas."""
+    import jaxreg as jr
+    from benchmarks import engine_options as options_bench
+
+    def leaves(tree):
+        return [np.asarray(leaf, np.float64) for leaf in jax.tree.leaves(tree)]
+
+    tol = {"rtol": 1e-6, "atol": 1e-8}  # two programs: XLA may fuse the shared part differently
+    step, tx = options_bench.option_step("ema", SIZES)
+    assert options_bench.OPTIONS["ema"].step_options == options_bench.OPTIONS["swa"].step_options == {}
+    averaging = {**options_bench.OPTIONS["ema"].state_options, **options_bench.OPTIONS["swa"].state_options}
+    state = jr.create_train_state(mlp["params"], tx, jax.random.key(options_bench.STATE_SEED), **averaging)
+    state, metrics = step(state, mlp["x"], mlp["y"])
+    np.testing.assert_allclose(float(metrics["loss"]), float(mlp["metrics"]["loss"]), rtol=1e-6)
+    decay, p0, p1 = options_bench.EMA_DECAY, leaves(mlp["params"]), leaves(state.params)
+    for got, want in zip(p1, leaves(mlp["state"].params)):
+        np.testing.assert_allclose(got, want, **tol)
+    for got, a, b in zip(leaves(state.ema_params), p0, p1):  # numpy: ema = d * ema + (1 - d) * params
+        np.testing.assert_allclose(got, decay * a + (1 - decay) * b, **tol)
+    assert options_bench.SWA_START == 0  # after one step the SWA average is that step's params
+    for got, want in zip(leaves(state.swa_params), p1):
+        np.testing.assert_allclose(got, want, **tol)
+
+
+def test_engine_options_bench_mixup_step_is_the_plain_step_on_the_mixed_batch(mlp):
+    """The mixup row differs from its baseline only by the hook: the hooked step equals the plain one-hot
+    step on the batch the hook mixed (read back from inside the step), drawn with the hook's own key stream.
+
+    A debug callback around the benchmark's hook records its output: compiling mixup's Beta sampler a second
+    time, alone, would cost about as much as the hooked step. (The confidence row's term is checked against
+    numpy in tests/test_engine_options.py.)
+    """
+    from benchmarks import engine_options as options_bench
+    from jaxreg.train import AUGMENT_STREAM, stream_key
+
+    seen = []
+
+    def recorded_hook(hook_key, xb, yb):
+        mixed = options_bench.mixup_hook(hook_key, xb, yb)
+        jax.debug.callback(lambda k, xm, ym: seen.append((k, xm, ym)), jax.random.key_data(hook_key), *mixed)
+        return mixed
+
+    x, onehot = mlp["x"], options_bench.option_labels("mixup", mlp["y"], SIZES[-1])
+    hooked, tx = options_bench.option_step("mixup", SIZES, augment=recorded_hook)
+    soft, _ = options_bench.option_step("plain_soft", SIZES)
+    a, ma = hooked(options_bench.option_state("mixup", mlp["params"], tx), x, onehot)
+    jax.effects_barrier()
+    (hook_key, x_mixed, y_mixed), = seen
+    state_key = jax.random.key(options_bench.STATE_SEED)
+    np.testing.assert_array_equal(hook_key, jax.random.key_data(stream_key(state_key, AUGMENT_STREAM, 0)))
+    assert np.max(np.abs(x_mixed - np.asarray(x))) > 0 and np.min(np.max(y_mixed, -1)) < 1  # really mixed
+    b, mb = soft(options_bench.option_state("plain_soft", mlp["params"], tx), jnp.asarray(x_mixed),
+                 jnp.asarray(y_mixed))
+    np.testing.assert_allclose(float(ma["loss"]), float(mb["loss"]), rtol=1e-6)
+    for got, want in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-8)
