@@ -136,6 +136,11 @@ CASES = [
     Case("rand_augment", "num_ops", lambda v: jr.rand_augment(KEY, IMAGES, num_ops=v), _vec(2)),
     Case("trivial_augment", "num_magnitude_bins", lambda v: jr.trivial_augment(KEY, IMAGES, num_magnitude_bins=v),
          _vec(31)),
+    Case("augmix", "severity", lambda v: jr.augmix(KEY, IMAGES, severity=v), _vec(3)),
+    Case("augmix", "width", lambda v: jr.augmix(KEY, IMAGES, width=v), _vec(3)),
+    Case("augmix", "depth", lambda v: jr.augmix(KEY, IMAGES, depth=v), _vec(-1)),
+    Case("augmix", "alpha", lambda v: jr.augmix(KEY, IMAGES, alpha=v), _vec(1.0)),
+    Case("augmix", "all_ops", lambda v: jr.augmix(KEY, IMAGES, all_ops=v), _vec(True)),
     # optax transforms
     Case("add_penalty", "strength", lambda v: jr.add_penalty(jr.l2, v), _vec(0.1)),
     Case("proximal_l1", "strength", lambda v: jr.proximal_l1(v, learning_rate=0.1), _vec(0.1)),

@@ -622,6 +622,80 @@ def test_augmentation_contract(name: str, h: float, identity, exact: bool, bad: 
             fn(k0, IMAGES[0], h)
 
 
+@functools.cache
+def _augmix_program() -> Callable:
+    """float32, uint8 and bfloat16 calls with a traced alpha and a vmap over (key, alpha), compiled together."""
+
+    @jax.jit
+    def program(key, keys, alpha, alphas, x32, x8):
+        vmapped = jax.vmap(lambda k, a: jr.augmix(k, x32, alpha=a))(keys, alphas)
+        return (jr.augmix(key, x32, alpha=alpha), jr.augmix(key, x8, alpha=alpha),
+                jr.augmix(key, x32.astype(jnp.bfloat16), alpha=alpha), vmapped)
+
+    return program
+
+
+def test_augmix_contract():
+    """AugMix under jax.jit and jax.vmap over (key, traced alpha); dtypes kept; same key same bits. References:
+    the unbatched call with the same key (each vmap member), other executions of the same program (bits), the
+    convex blend's bound (float images stay in [0, 1]), and a black image, which every AugMix op maps to black
+    (geometric ops fill 0, the point ops keep 0)."""
+    program = _augmix_program()
+    keys = jnp.stack([KEY, jax.random.key(1)])
+    alphas = jnp.array([1.0, 0.5], jnp.float32)
+    y32, y8, ybf, batched = program(KEY, keys, jnp.float32(1.0), alphas, IMAGES, IMAGES_U8)
+    again = program(KEY, keys, jnp.float32(1.0), alphas, IMAGES, IMAGES_U8)
+    for y, x in ((y32, IMAGES), (y8, IMAGES_U8), (ybf, IMAGES)):
+        assert y.shape == x.shape
+    assert (y32.dtype, y8.dtype, ybf.dtype) == (jnp.float32, jnp.uint8, jnp.bfloat16)
+    assert all(_bits(a) == _bits(b) for a, b in zip(again[:3], (y32, y8, ybf)))
+    assert _bits(y32) != _bits(IMAGES) and 0.0 <= float(np.min(y32)) and float(np.max(y32)) <= 1.0
+    np.testing.assert_allclose(batched[0], y32, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(batched[0], batched[1])
+    black = program(KEY, keys, jnp.float32(1.0), alphas, np.zeros_like(IMAGES), np.zeros_like(IMAGES_U8))
+    assert not np.any(np.asarray(black[0])) and not np.any(np.asarray(black[1]))
+    for call, error, match in [
+        (lambda: jr.augmix(KEY, IMAGES, severity=11), ValueError, "severity"),
+        (lambda: jr.augmix(KEY, IMAGES, depth=0), ValueError, "depth"),
+        (lambda: jr.augmix(KEY, IMAGES, alpha=0.0), ValueError, _bad_value("alpha", 0.0)),
+        (lambda: jr.augmix(KEY, IMAGES[..., :2]), ValueError, "channels"),
+        (lambda: jr.augmix(KEY, IMAGES_U8.astype(np.int16)), TypeError, "uint8"),
+        (lambda: jr.augmix(None, IMAGES), ValueError, "requires a key"),
+        (lambda: jr.augmix(KEY, IMAGES[0]), ValueError, "NHWC"),
+    ]:
+        with pytest.raises(error, match=match):
+            call()
+
+
+def test_augmix_applies_torchvisions_ops_and_bins():
+    """Reference: torchvision's ``AugMix._augmentation_space(10, (16, 16))``, quoted below, applied with the
+    public point and affine ops. With one chain of one op and ``alpha`` so large that the Beta blend is 1/2
+    (sd 0.0035), ``2 * augmix(x) - x`` is the op's output: each image must match one of the candidates, an op
+    of the AugMix list at one of the first ``severity`` bins, either sign for the signed ops."""
+    x = np.random.default_rng(5).random((8, 16, 16, 3)).astype(np.float32)
+    shear = np.linspace(0.0, 0.3, 10)[:3]  # torch.linspace(0.0, 0.3, num_bins)
+    shift = np.trunc(np.linspace(0.0, 16 / 3.0, 10)[:3])  # linspace(0, width / 3), then int(magnitude)
+    degrees = np.linspace(0.0, 30.0, 10)[:3]
+    bits = (4 - np.round(np.arange(10) / ((10 - 1) / 4)))[:3].astype(int)  # 4 - (arange / ((n - 1) / 4)).round()
+    threshold = np.linspace(255.0, 0.0, 10)[:3] / 255.0  # of the brightest level, 1.0 for floats
+    enhance = np.linspace(0.0, 0.9, 10)[:3]
+    candidates = [jr.autocontrast(x), jr.equalize(x)]
+    for sign in (1.0, -1.0):
+        for i in range(3):
+            candidates += [jr.shear_x(x, sign * shear[i]), jr.shear_y(x, sign * shear[i]),
+                           jr.translate(x, (0.0, sign * shift[i]), order=0),
+                           jr.translate(x, (sign * shift[i], 0.0), order=0), jr.rotate(x, sign * degrees[i], order=0),
+                           *(op(x, 1.0 + sign * enhance[i]) for op in (jr.adjust_brightness, jr.adjust_saturation,
+                                                                       jr.adjust_contrast, jr.adjust_sharpness))]
+    candidates += [jr.posterize(x, int(b)) for b in bits] + [jr.solarize(x, float(t)) for t in threshold]
+    candidates = np.stack([np.asarray(c) for c in candidates])  # (candidates, 8, 16, 16, 3)
+    for seed in (0, 1):
+        out = np.asarray(jr.augmix(jax.random.key(seed), x, width=1, depth=1, alpha=1e4))
+        op_output = 2.0 * out - x
+        distance = np.abs(candidates - op_output).max(axis=(2, 3, 4))  # (candidates, 8)
+        assert distance.min(axis=0).max() < 0.03, distance.min(axis=0)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Keys: every keyed public function rejects what is not ONE jax.random key with jaxreg's TypeError
 # (issue 15: before, a string or a batch of keys reached jax internals: "too many values to unpack").
@@ -649,6 +723,7 @@ KEYED_FUNCTIONS = {
     "random_erasing": lambda k: jr.random_erasing(k, _IMAGES),
     "rand_augment": lambda k: jr.rand_augment(k, _IMAGES),
     "trivial_augment": lambda k: jr.trivial_augment(k, _IMAGES),
+    "augmix": lambda k: jr.augmix(k, _IMAGES),
     "create_train_state": lambda k: jr.create_train_state({"w": jnp.zeros(2)}, optax.sgd(0.1), k),
     "mc_predict": lambda k: jr.mc_predict(lambda params, x, key: x, {}, _VECTORS, k, 2),
     "shuffle_key": lambda k: jr.shuffle_key(k, 0),

@@ -38,7 +38,8 @@ The functions live in one module per idea and are re-exported here, so ``jaxreg.
 ``jaxreg.augment.affine`` (rotation, zoom, translation and shear by resampling), ``jaxreg.augment.color``
 (point and color ops with PIL's semantics on uint8: invert, solarize, posterize, equalize, autocontrast,
 brightness, contrast, saturation, sharpness), ``jaxreg.augment.erasing`` (random erasing),
-``jaxreg.augment.policies`` (RandAugment and TrivialAugment with torchvision's op tables) and
+``jaxreg.augment.policies`` (RandAugment and TrivialAugment with torchvision's op tables),
+``jaxreg.augment.augmix`` (AugMix, on the same ops) and
 ``jaxreg.augment.mixing`` (mixup, cutmix and label smoothing).
 """
 
@@ -65,6 +66,7 @@ from jaxreg.augment.color import (
     posterize,
     solarize,
 )
+from jaxreg.augment.augmix import augmix
 from jaxreg.augment.erasing import random_erasing
 from jaxreg.augment.flips_crops import flip, random_crop, random_flip
 from jaxreg.augment.mixing import cutmix, mixup, smooth_labels
@@ -94,6 +96,7 @@ __all__ = [
     "random_erasing",
     "rand_augment",
     "trivial_augment",
+    "augmix",
     "mixup",
     "cutmix",
     "smooth_labels",

@@ -25,8 +25,15 @@ Techniques (``--techniques``: comma-separated items; ``+`` combines techniques, 
     swa                 evaluate the mean of the weights over the last 25% of the epochs (swa_start=), with
                         batch-norm statistics recomputed for them (jr.update_bn)
     sam                 optax.contrib.sam in opaque mode around the optimizer (adversarial radius rho)
+    drop_block          jr.drop_block of 3x3 squares after each convolution block (CNN only; rate)
+    random_erasing      jr.random_erasing of the training images in the step (augment= hook; probability)
+    rand_augment        jr.rand_augment of the training images in the step, 2 ops (magnitude bin, 1..30)
+    trivial_augment     jr.trivial_augment of the training images in the step (no value)
 
 e.g. ``--techniques none,l2=1e-3,dropout+batchnorm``.
+
+The image ops of the step hook run before the label ops (e.g. ``rand_augment+random_erasing+mixup``: the
+policy, then erasing, then mixup); they need image datasets, and ``drop_block`` needs ``--model cnn``.
 
 **The default setup** makes overfitting, and what each regularizer does about it, plain to see in about a
 minute on two CPU cores: digits (449 training images), a 256-256 MLP trained for 60 epochs with SGD and
@@ -69,7 +76,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxreg import parallel
-from jaxreg.augment import cutmix, mixup, random_crop
+from jaxreg.augment import cutmix, mixup, rand_augment, random_crop, random_erasing, trivial_augment
 from jaxreg.output_penalties import confidence_penalty
 from jaxreg.early_stopping import EarlyStopping
 from jaxreg.experiments import Experiment, UsageError, arguments, plots, programs, records, register, report, runner
@@ -104,7 +111,7 @@ DEFAULT_LABEL_NOISE = 0.2
 DEFAULT_HIDDEN_SIZES = (256, 256)
 DEFAULT_OUT = "runs/compare"
 OPTIMIZERS = ("sgd", "adam")
-
+_DROP_BLOCK_SIZE = 3  # DropBlock's square side: small enough for 8x8 digits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +179,19 @@ def _check_combination(label: str, recipe: Recipe, config: CompareConfig, info: 
         raise UsageError(f"technique {label!r}: cutmix needs images, {info.name!r} has inputs {info.input_shape}")
     if recipe.mixup and info.vocab_size is not None:
         raise UsageError(f"technique {label!r}: mixup blends inputs, but {info.name!r} has token ids")
+    image_ops = [name for name in ("random_erasing", "rand_augment", "trivial_augment") if getattr(recipe, name)]
+    if image_ops and len(info.input_shape) != 3:
+        raise UsageError(f"technique {label!r}: {image_ops[0]} needs images, {info.name!r} has inputs "
+                         f"{info.input_shape}")
+    if (recipe.rand_augment or recipe.trivial_augment) and info.input_shape[-1] not in (1, 3):
+        raise UsageError(f"technique {label!r}: the policies' color ops need 1 or 3 channels, {info.name!r} has "
+                         f"{info.input_shape[-1]}")
+    if recipe.drop_block and config.model != "cnn":
+        raise UsageError(f"technique {label!r}: drop_block drops squares of convolutional feature maps; the "
+                         f"{config.model} model has none, use --model cnn")
+    if recipe.drop_block and min(info.input_shape[:2]) < _DROP_BLOCK_SIZE:
+        raise UsageError(f"technique {label!r}: drop_block's {_DROP_BLOCK_SIZE}x{_DROP_BLOCK_SIZE} blocks do not "
+                         f"fit {info.name!r}'s {info.input_shape[0]}x{info.input_shape[1]} feature maps")
 
 
 def _check_config(config: CompareConfig) -> tuple[tuple[tuple[str, Recipe], ...], _data.DatasetInfo]:
@@ -210,7 +230,8 @@ def _model_options(recipe: Recipe, config: CompareConfig) -> dict[str, Any]:
                 "dropout_kind": recipe.dropout_kind, "batch_norm": recipe.batch_norm}
     if config.model == "cnn":
         return {"dropout_rate": recipe.dropout, "dropout_kind": recipe.dropout_kind,
-                "spatial_dropout_rate": recipe.spatial_dropout, "batch_norm": recipe.batch_norm}
+                "spatial_dropout_rate": recipe.spatial_dropout, "batch_norm": recipe.batch_norm,
+                "drop_block_rate": recipe.drop_block, "drop_block_size": _DROP_BLOCK_SIZE}
     if recipe.dropout_kind != "dropout":
         raise UsageError("gaussian_dropout is not available in the transformer; use dropout")
     return {"dropout_rate": recipe.dropout, "embedding_dropout_rate": recipe.spatial_dropout}
@@ -255,6 +276,26 @@ def _shift_images(key: jax.Array, x: jax.Array) -> jax.Array:
     return random_crop(key, x, padding=1)
 
 
+def _image_hook(recipe: Recipe):
+    """``augment_images(key, x) -> x`` for the image techniques (policy, then erasing), or None."""
+    ops = []
+    if recipe.rand_augment:
+        ops.append(functools.partial(rand_augment, magnitude=recipe.rand_augment))
+    if recipe.trivial_augment:
+        ops.append(trivial_augment)
+    if recipe.random_erasing:
+        ops.append(functools.partial(random_erasing, probability=recipe.random_erasing))
+    if not ops:
+        return None
+
+    def augment_images(key, x):
+        for op_key, op in zip(jax.random.split(key, len(ops)), ops):
+            x = op(op_key, x)
+        return x
+
+    return augment_images
+
+
 def _label_hook(recipe: Recipe, num_classes: int):
     """The engine's ``augment(key, x, y)`` for the label-changing techniques, or None."""
     if not (recipe.mixup or recipe.cutmix or recipe.label_smoothing):
@@ -273,9 +314,23 @@ def _label_hook(recipe: Recipe, num_classes: int):
     return augment
 
 
+def _augment_hook(recipe: Recipe, num_classes: int):
+    """The engine's one ``augment(key, x, y)``: the image ops, then the label ops; None without either."""
+    images, labels = _image_hook(recipe), _label_hook(recipe, num_classes)
+    if images is None:
+        return labels  # the label ops alone keep the whole key, as before the image ops existed
+
+    def augment(key, x, y):
+        image_key, label_key = jax.random.split(key)
+        x = images(image_key, x)
+        return (x, y) if labels is None else labels(label_key, x, y)
+
+    return augment
+
+
 def _step_options(recipe: Recipe, num_classes: int) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    hook = _label_hook(recipe, num_classes)
+    hook = _augment_hook(recipe, num_classes)
     if hook is not None:
         options["augment"] = hook
     if recipe.confidence:

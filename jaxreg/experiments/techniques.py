@@ -37,6 +37,10 @@ TECHNIQUES: dict[str, str] = {
     "ema": "evaluate the exponential moving average of the weights (decay)",
     "swa": "evaluate the equal-weight average of the weights of the last epochs (start fraction)",
     "sam": "sharpness-aware minimization, optax.contrib.sam (rho)",
+    "drop_block": "DropBlock of 3x3 squares of the CNN's feature maps (rate)",
+    "random_erasing": "random erasing of one rectangle per training image in the step (probability)",
+    "rand_augment": "RandAugment of the training images in the step, 2 ops (magnitude bin, 1..30)",
+    "trivial_augment": "TrivialAugment (wide) of the training images in the step",
 }
 
 DEFAULT_STRENGTHS: dict[str, float] = {
@@ -58,6 +62,11 @@ DEFAULT_STRENGTHS: dict[str, float] = {
     "ema": 0.99,
     "swa": 0.75,
     "sam": 0.05,
+    # Not tuned here: the papers' and torchvision's defaults (Ghiasi et al.'s keep probability 0.9,
+    # RandomErasing's p=0.5, RandAugment's magnitude 9).
+    "drop_block": 0.1,
+    "random_erasing": 0.5,
+    "rand_augment": 9,
 }
 """Default strength of each technique, tuned on compare's default setup (see :mod:`jaxreg.experiments.compare`)."""
 
@@ -82,6 +91,10 @@ class Recipe:
       rdrop: R-Drop's alpha (needs dropout).
       ema: EMA decay of the evaluated weights; swa: the fraction of the epochs after which SWA averages.
       sam: SAM's radius rho.
+      drop_block: :func:`jaxreg.drop_block` rate after each convolution block of the CNN (3x3 blocks).
+      random_erasing: :func:`jaxreg.random_erasing`'s probability per training image.
+      rand_augment: :func:`jaxreg.rand_augment`'s magnitude bin (of 31; 2 ops per image, 0: off).
+      trivial_augment: apply :func:`jaxreg.trivial_augment` to the training images.
 
     Example:
       >>> from jaxreg.experiments.techniques import parse_techniques
@@ -110,6 +123,10 @@ class Recipe:
     ema: float = 0.0
     swa: float = 0.0
     sam: float = 0.0
+    drop_block: float = 0.0
+    random_erasing: float = 0.0
+    rand_augment: int = 0
+    trivial_augment: bool = False
 
     def settings(self) -> dict[str, Any]:
         """The fields that differ from the neutral recipe (a run record's ``settings``)."""
@@ -119,17 +136,23 @@ class Recipe:
 
 def _component(recipe: Recipe, name: str, value: float | None) -> Recipe:
     strength = DEFAULT_STRENGTHS.get(name) if value is None else value
-    if name in ("batchnorm", "augment"):
+    if name in ("batchnorm", "augment", "trivial_augment"):
         if value is not None:
             raise UsageError(f"technique {name!r} takes no value, got {name}={value:g}")
-        return dataclasses.replace(recipe, **{"batch_norm" if name == "batchnorm" else "augment": True})
+        return dataclasses.replace(recipe, **{"batch_norm" if name == "batchnorm" else name: True})
     if not math.isfinite(strength):
         raise UsageError(f"the value of {name!r} must be a finite number, got {strength:g}")
-    if name in ("dropout", "gaussian_dropout", "spatial_dropout"):
+    if name == "rand_augment":
+        # Bin 0 is nearly the identity (no shear, rotation, enhancement or solarization): 0 means off here.
+        if strength != int(strength) or not 1 <= strength <= 30:
+            raise UsageError(f"the magnitude of 'rand_augment' must be an integer bin in 1..30 (of 31), got "
+                             f"{strength:g}")
+        return dataclasses.replace(recipe, rand_augment=int(strength))
+    if name in ("dropout", "gaussian_dropout", "spatial_dropout", "drop_block"):
         if not 0.0 < strength < 1.0:
             raise UsageError(f"the rate of {name!r} must be in (0, 1), got {strength:g}")
-        if name == "spatial_dropout":
-            return dataclasses.replace(recipe, spatial_dropout=strength)
+        if name in ("spatial_dropout", "drop_block"):
+            return dataclasses.replace(recipe, **{name: strength})
         kind = "dropout" if name == "dropout" else "gaussian"
         if recipe.dropout and recipe.dropout_kind != kind:
             raise UsageError("'dropout' and 'gaussian_dropout' cannot be combined (they use the same layers)")
@@ -140,6 +163,8 @@ def _component(recipe: Recipe, name: str, value: float | None) -> Recipe:
         return dataclasses.replace(recipe, early_stopping=int(strength))
     if name in ("ema", "swa", "label_smoothing") and not 0.0 < strength < 1.0:
         raise UsageError(f"the value of {name!r} must be in (0, 1), got {strength:g}")
+    if name == "random_erasing" and not 0.0 < strength <= 1.0:
+        raise UsageError(f"the probability of 'random_erasing' must be in (0, 1], got {strength:g}")
     if name in ("mixup", "cutmix", "sam") and strength <= 0.0:
         raise UsageError(f"the value of {name!r} must be > 0, got {strength:g}")
     if strength < 0.0 or (name == "max_norm" and strength == 0.0):
@@ -202,6 +227,9 @@ def parse_techniques(text: str) -> tuple[tuple[str, Recipe], ...]:
                              f"(got {item!r})")
         if recipe.mixup and recipe.cutmix:
             raise UsageError(f"'mixup' and 'cutmix' cannot be combined in one run (got {item!r})")
+        if recipe.rand_augment and recipe.trivial_augment:
+            raise UsageError(f"'rand_augment' and 'trivial_augment' are two policies for the same place: use one "
+                             f"(got {item!r})")
         if any(label == item for label, _ in out):
             raise UsageError(f"technique {item!r} is listed twice")
         out.append((item, recipe))
