@@ -11,7 +11,7 @@ from jaxreg.experiments import UsageError
 from jaxreg.experiments.compare import CompareConfig, run_compare
 from jaxreg.experiments.techniques import parse_techniques
 
-NEW = ("mixup", "cutmix", "label_smoothing", "confidence", "rdrop+dropout", "ema", "swa", "sam")
+NEW = ("mixup", "cutmix", "label_smoothing", "confidence", "rdrop+dropout", "ema", "swa", "sam", "activity_l2=1e-2")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_weight_averaging_changes_what_is_evaluated_not_the_training(runs):
     for name in ("ema", "swa"):
         assert runs[name]["history"]["train_loss"] == none["train_loss"], name
         assert runs[name]["test_loss"] != runs["none"]["test_loss"], name
-    for name in ("mixup", "label_smoothing", "sam", "rdrop+dropout"):
+    for name in ("mixup", "label_smoothing", "sam", "rdrop+dropout", "activity_l2=1e-2"):
         assert runs[name]["history"]["train_loss"] != none["train_loss"], name
 
 
@@ -42,7 +42,38 @@ def test_weight_averaging_changes_what_is_evaluated_not_the_training(runs):
     ("mixup+cutmix", "cannot be combined"),
     ("ema=1.5", "must be in \\(0, 1\\)"),
     ("mixup=0", "must be > 0"),
+    ("drop_path=1", "must be in \\(0, 1\\)"),
 ])
 def test_bad_technique_values_are_usage_errors(text, message):
     with pytest.raises(UsageError, match=message):
         parse_techniques(text)
+
+
+@pytest.mark.parametrize("model, technique, message", [
+    ("cnn", "activity_l2", "use --model mlp"),
+    ("mlp", "drop_path", "only --model transformer"),
+])
+def test_techniques_on_models_without_their_layers_are_usage_errors(model, technique, message):
+    with pytest.raises(UsageError, match=message):
+        run_compare(CompareConfig(model=model, techniques=(technique,), epochs=1))
+
+
+def test_drop_path_drops_residual_branches_of_the_transformer_only_in_training():
+    """Reference: the same transformer without drop_path (dropout 0): equal in evaluation, different in
+    training; one decision per example and branch (DropPath)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxreg.experiments.models import TransformerClassifier
+
+    tokens = jnp.array([[3, 5, 3, 2], [7, 1, 2, 6], [4, 4, 1, 2]], jnp.int32)
+    plain = TransformerClassifier(num_outputs=2, vocab_size=8, model_dim=8, num_heads=2, num_layers=1, mlp_dim=16,
+                                  dropout_rate=0.0)
+    dropped = plain.clone(drop_path_rate=0.5)
+    variables = plain.init(jax.random.key(0), tokens, train=False)
+    rngs = {"dropout": jax.random.key(1)}
+    np.testing.assert_array_equal(plain.apply(variables, tokens, train=False),
+                                  dropped.apply(variables, tokens, train=False))
+    assert not np.allclose(plain.apply(variables, tokens, train=True, rngs=rngs),
+                           dropped.apply(variables, tokens, train=True, rngs=rngs))

@@ -24,6 +24,8 @@ Techniques (``--techniques``: comma-separated items; ``+`` combines techniques, 
     ema                 evaluate the exponential moving average of the weights (create_train_state(ema_decay=))
     swa                 evaluate the mean of the weights over the last 25% of the epochs (swa_start=), with
                         batch-norm statistics recomputed for them (jr.update_bn)
+    activity_l2         Keras activity_regularizer=L2(c) on the MLP's hidden activations (activity_penalties=)
+    drop_path           jaxreg.flax.linen.DropPath on the transformer's residual branches (stochastic depth)
     sam                 optax.contrib.sam in opaque mode around the optimizer (adversarial radius rho)
     drop_block          jr.drop_block of 3x3 squares after each convolution block (CNN only; rate)
     random_erasing      jr.random_erasing of the training images in the step (augment= hook; probability)
@@ -83,7 +85,7 @@ from jaxreg.experiments import Experiment, UsageError, arguments, plots, program
 from jaxreg.experiments import data as _data
 from jaxreg.experiments import models as _models
 from jaxreg.experiments.techniques import DEFAULT_STRENGTHS, TECHNIQUES, Recipe, parse_techniques
-from jaxreg.penalties import elastic_net, l1, l2
+from jaxreg.penalties import activity_l2, elastic_net, l1, l2
 from jaxreg.select import kernel_mask
 from jaxreg.train import Penalty
 from jaxreg.transforms import max_norm, proximal_l1, weight_decay
@@ -186,6 +188,10 @@ def _check_combination(label: str, recipe: Recipe, config: CompareConfig, info: 
     if (recipe.rand_augment or recipe.trivial_augment) and info.input_shape[-1] not in (1, 3):
         raise UsageError(f"technique {label!r}: the policies' color ops need 1 or 3 channels, {info.name!r} has "
                          f"{info.input_shape[-1]}")
+    if recipe.activity_l2 and config.model != "mlp":
+        raise UsageError(f"technique {label!r}: activity_l2 penalizes the MLP's hidden activations; use --model mlp")
+    if recipe.drop_path and config.model != "transformer":
+        raise UsageError(f"technique {label!r}: drop_path drops residual branches; only --model transformer has them")
     if recipe.drop_block and config.model != "cnn":
         raise UsageError(f"technique {label!r}: drop_block drops squares of convolutional feature maps; the "
                          f"{config.model} model has none, use --model cnn")
@@ -234,7 +240,8 @@ def _model_options(recipe: Recipe, config: CompareConfig) -> dict[str, Any]:
                 "drop_block_rate": recipe.drop_block, "drop_block_size": _DROP_BLOCK_SIZE}
     if recipe.dropout_kind != "dropout":
         raise UsageError("gaussian_dropout is not available in the transformer; use dropout")
-    return {"dropout_rate": recipe.dropout, "embedding_dropout_rate": recipe.spatial_dropout}
+    return {"dropout_rate": recipe.dropout, "embedding_dropout_rate": recipe.spatial_dropout,
+            "drop_path_rate": recipe.drop_path}
 
 
 def _dense_kernels(params: Any) -> Any:
@@ -337,6 +344,9 @@ def _step_options(recipe: Recipe, num_classes: int) -> dict[str, Any]:
         options["output_penalties"] = [(lambda outputs, y: confidence_penalty(outputs), recipe.confidence)]
     if recipe.rdrop:
         options["rdrop"] = recipe.rdrop
+    if recipe.activity_l2:
+        # Keras' activity_regularizer=L2(c) on each hidden layer: c * sum(a**2) / batch, from what the MLP sows.
+        options["activity_penalties"] = [(functools.partial(activity_l2, batch_mean=True), recipe.activity_l2)]
     return options
 
 

@@ -111,6 +111,9 @@ def _unit_dropout(x: jax.Array, rate: float, kind: str, train: bool) -> jax.Arra
 class MLP(nn.Module):
     """A multilayer perceptron: ``[Dense -> (BatchNorm) -> ReLU -> (dropout)] * len(hidden_sizes) -> Dense``.
 
+    Each hidden activation (after the ReLU) is sown into ``"intermediates"`` as ``activation_{i}`` (a no-op
+    unless that collection is mutable), for activity penalties (``make_train_step(activity_penalties=...)``).
+
     Attributes:
       num_outputs: width of the last layer (number of classes).
       hidden_sizes: width of each hidden layer; wide layers on a small training set overfit visibly.
@@ -166,11 +169,13 @@ class MLP(nn.Module):
             x = jax.nn.one_hot(x, self.vocab_size, dtype=jnp.float32)
         x = jnp.reshape(x, (x.shape[0], -1))
         x = _unit_dropout(x, self.input_dropout_rate, "dropout", train)
-        for size in self.hidden_sizes:
+        for i, size in enumerate(self.hidden_sizes):
             x = nn.Dense(size, use_bias=not self.batch_norm)(x)
             if self.batch_norm:
                 x = jrl.BatchNorm(momentum=self.batch_norm_momentum)(x, use_running_average=not train)
             x = nn.relu(x)
+            # Recorded only when the caller makes "intermediates" mutable (the engine's activity_penalties).
+            self.sow("intermediates", f"activation_{i}", x)
             x = _unit_dropout(x, self.dropout_rate, self.dropout_kind, train)
         return nn.Dense(self.num_outputs)(x)
 
@@ -287,6 +292,13 @@ class _EncoderBlock(nn.Module):
     num_heads: int
     mlp_dim: int
     dropout_rate: float
+    drop_path_rate: float = 0.0
+
+    def _residual(self, h: jax.Array, train: bool) -> jax.Array:
+        h = _unit_dropout(h, self.dropout_rate, "dropout", train)
+        if self.drop_path_rate > 0.0:  # stochastic depth: the whole branch dropped per example
+            h = jrl.DropPath(self.drop_path_rate)(h, deterministic=not train)
+        return h
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None, train: bool) -> jax.Array:
@@ -295,12 +307,12 @@ class _EncoderBlock(nn.Module):
         h = nn.MultiHeadDotProductAttention(
             num_heads=self.num_heads, dropout_rate=self.dropout_rate, deterministic=not train
         )(h, h, mask=mask)
-        x = x + _unit_dropout(h, self.dropout_rate, "dropout", train)
+        x = x + self._residual(h, train)
         h = nn.LayerNorm()(x)
         h = nn.gelu(nn.Dense(self.mlp_dim)(h))
         h = _unit_dropout(h, self.dropout_rate, "dropout", train)
         h = nn.Dense(x.shape[-1])(h)
-        return x + _unit_dropout(h, self.dropout_rate, "dropout", train)
+        return x + self._residual(h, train)
 
 
 class TransformerClassifier(nn.Module):
@@ -323,6 +335,8 @@ class TransformerClassifier(nn.Module):
       dropout_rate: dropout everywhere listed above, in ``[0, 1)``.
       embedding_dropout_rate: :func:`jaxreg.spatial_dropout` of whole embedding channels over the sequence
         (Keras ``SpatialDropout1D``), in ``[0, 1)``.
+      drop_path_rate: stochastic depth (:class:`jaxreg.flax.linen.DropPath`) on both residual branches of
+        every block, in ``[0, 1)``; 0 for none.
       max_length: longest sequence the positional table covers.
 
     Shapes: ``x`` int32 ``(batch, length)``, float ``(batch, length, features)`` or NHWC images; returns
@@ -348,6 +362,7 @@ class TransformerClassifier(nn.Module):
     mlp_dim: int = 128
     dropout_rate: float = 0.1
     embedding_dropout_rate: float = 0.0
+    drop_path_rate: float = 0.0
     max_length: int = 512
 
     def __post_init__(self) -> None:
@@ -362,6 +377,7 @@ class TransformerClassifier(nn.Module):
             )
         _check_rate("dropout_rate", self.dropout_rate)
         _check_rate("embedding_dropout_rate", self.embedding_dropout_rate)
+        _check_rate("drop_path_rate", self.drop_path_rate)
         super().__post_init__()
 
     @nn.compact
@@ -386,7 +402,7 @@ class TransformerClassifier(nn.Module):
         h = _unit_dropout(h, self.dropout_rate, "dropout", train)
         mask = None if keep is None else nn.make_attention_mask(keep, keep)
         for _ in range(self.num_layers):
-            h = _EncoderBlock(self.num_heads, self.mlp_dim, self.dropout_rate)(h, mask, train)
+            h = _EncoderBlock(self.num_heads, self.mlp_dim, self.dropout_rate, self.drop_path_rate)(h, mask, train)
         h = nn.LayerNorm()(h)
         if keep is None:
             pooled = jnp.mean(h, axis=1)

@@ -37,6 +37,8 @@ TECHNIQUES: dict[str, str] = {
     "ema": "evaluate the exponential moving average of the weights (decay)",
     "swa": "evaluate the equal-weight average of the weights of the last epochs (start fraction)",
     "sam": "sharpness-aware minimization, optax.contrib.sam (rho)",
+    "activity_l2": "L2 penalty on the MLP's hidden activations, Keras activity_regularizer (coefficient)",
+    "drop_path": "stochastic depth on the transformer's residual branches (rate)",
     "drop_block": "DropBlock of 3x3 squares of the CNN's feature maps (rate)",
     "random_erasing": "random erasing of one rectangle per training image in the step (probability)",
     "rand_augment": "RandAugment of the training images in the step, 2 ops (magnitude bin, 1..30)",
@@ -62,6 +64,8 @@ DEFAULT_STRENGTHS: dict[str, float] = {
     "ema": 0.99,
     "swa": 0.75,
     "sam": 0.05,
+    "activity_l2": 1e-4,
+    "drop_path": 0.1,
     # Not tuned here: the papers' and torchvision's defaults (Ghiasi et al.'s keep probability 0.9,
     # RandomErasing's p=0.5, RandAugment's magnitude 9).
     "drop_block": 0.1,
@@ -91,6 +95,8 @@ class Recipe:
       rdrop: R-Drop's alpha (needs dropout).
       ema: EMA decay of the evaluated weights; swa: the fraction of the epochs after which SWA averages.
       sam: SAM's radius rho.
+      activity_l2: coefficient of the L2 activity penalty (per example, as Keras) on the MLP's hidden layers.
+      drop_path: stochastic-depth rate of the transformer's residual branches.
       drop_block: :func:`jaxreg.drop_block` rate after each convolution block of the CNN (3x3 blocks).
       random_erasing: :func:`jaxreg.random_erasing`'s probability per training image.
       rand_augment: :func:`jaxreg.rand_augment`'s magnitude bin (of 31; 2 ops per image, 0: off).
@@ -123,6 +129,8 @@ class Recipe:
     ema: float = 0.0
     swa: float = 0.0
     sam: float = 0.0
+    activity_l2: float = 0.0
+    drop_path: float = 0.0
     drop_block: float = 0.0
     random_erasing: float = 0.0
     rand_augment: int = 0
@@ -161,7 +169,7 @@ def _component(recipe: Recipe, name: str, value: float | None) -> Recipe:
         if strength != int(strength) or strength < 1:
             raise UsageError(f"the patience of 'early_stopping' must be an integer >= 1, got {strength:g}")
         return dataclasses.replace(recipe, early_stopping=int(strength))
-    if name in ("ema", "swa", "label_smoothing") and not 0.0 < strength < 1.0:
+    if name in ("ema", "swa", "label_smoothing", "drop_path") and not 0.0 < strength < 1.0:
         raise UsageError(f"the value of {name!r} must be in (0, 1), got {strength:g}")
     if name == "random_erasing" and not 0.0 < strength <= 1.0:
         raise UsageError(f"the probability of 'random_erasing' must be in (0, 1], got {strength:g}")
