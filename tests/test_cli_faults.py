@@ -23,7 +23,7 @@ import pytest
 
 from jaxreg.cli import main
 
-ARGS = ["compare", "--techniques", "none,dropout", "--epochs", "8", "--quiet"]
+ARGS = ["compare", "--techniques", "dropout", "--epochs", "8", "--quiet"]
 SEED = 1503  # the seed of the random kill time
 TMP_MARK = ".orbax-checkpoint-tmp"
 
@@ -129,7 +129,7 @@ def test_damaged_checkpoints_resume_with_one_warning_or_stop_with_one_paragraph(
     capsys.readouterr()
     # The latest checkpoint of one technique truncated: one warning line, then the run's own results.
     latest = shutil.copytree(finished, tmp_path / "latest")
-    newest = max((p for p in (latest / "00-none").iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    newest = max((p for p in (latest / "00-dropout").iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     _truncate(newest)
     assert main([*ARGS, "--out", str(tmp_path / "a"), "--checkpoint-dir", str(latest)]) == 0
     lines = _lines(capsys)
@@ -139,12 +139,12 @@ def test_damaged_checkpoints_resume_with_one_warning_or_stop_with_one_paragraph(
 
     # Every checkpoint of a technique truncated: exit 1, one paragraph naming the directory and what to do.
     broken = shutil.copytree(finished, tmp_path / "all")
-    for step in (broken / "01-dropout").iterdir():
+    for step in (broken / "00-dropout").iterdir():
         if step.name.isdigit():
             _truncate(step)
     assert main([*ARGS, "--out", str(tmp_path / "b"), "--checkpoint-dir", str(broken)]) == 1
     lines = _lines(capsys)
-    assert len(lines) == 1 and "no checkpoint in" in lines[0] and str(broken / "01-dropout") in lines[0], lines
+    assert len(lines) == 1 and "no checkpoint in" in lines[0] and str(broken / "00-dropout") in lines[0], lines
     assert "delete" in lines[0] and "Traceback" not in lines[0]
 
     # An emptied compare_config.json says corrupt, not "other arguments"; other arguments are named.

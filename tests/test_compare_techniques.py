@@ -11,7 +11,7 @@ from jaxreg.experiments import UsageError
 from jaxreg.experiments.compare import CompareConfig, run_compare
 from jaxreg.experiments.techniques import parse_techniques
 
-NEW = ("mixup", "cutmix", "label_smoothing", "confidence", "rdrop+dropout", "ema", "swa", "sam", "activity_l2=1e-2")
+NEW = ("mixup", "rdrop+dropout", "ema", "swa", "sam", "activity_l2=1e-2")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_weight_averaging_changes_what_is_evaluated_not_the_training(runs):
     for name in ("ema", "swa"):
         assert runs[name]["history"]["train_loss"] == none["train_loss"], name
         assert runs[name]["test_loss"] != runs["none"]["test_loss"], name
-    for name in ("mixup", "label_smoothing", "sam", "rdrop+dropout", "activity_l2=1e-2"):
+    for name in ("mixup", "sam", "rdrop+dropout", "activity_l2=1e-2"):
         assert runs[name]["history"]["train_loss"] != none["train_loss"], name
 
 
