@@ -28,18 +28,20 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.typing import ArrayLike
 
 from jaxreg._typing import PyTree
 from jaxreg._validate import check_choice, check_in_range, check_positive_int
 
-__all__ = ["WeightAverages", "init_averages", "update_averages", "averaged_params", "update_bn"]
+__all__ = ["WeightAverages", "init_averages", "update_averages", "averaged_params", "update_bn", "warn_if_unaveraged"]
 
 AVERAGES = ("ema", "swa")
 
@@ -108,6 +110,24 @@ def update_averages(averages: WeightAverages | None, params: PyTree, step: jax.A
             lambda s, p: jnp.where(take, (s + (p - s) * weight.astype(s.dtype)).astype(s.dtype), s), swa, params)
         count = count + take.astype(jnp.int32)
     return averages._replace(ema=ema, swa=swa, swa_count=count)
+
+
+def warn_if_unaveraged(state: Any, stacklevel: int = 3) -> None:
+    """Warn once when a state keeps an SWA average that averaged no step (``swa_start`` past the run's end).
+
+    The SWA params are then still the initial ones: evaluating them (``average="swa"``) would mislead.
+    Called by :func:`jaxreg.fit` and :func:`jaxreg.fit_members` after training (vmapped states: any member).
+    """
+    averages = getattr(state, "averages", None)
+    if averages is None or averages.swa is None:
+        return
+    counts = np.asarray(jax.device_get(averages.swa_count)).reshape(-1)
+    if (counts == 0).any():
+        start = int(np.asarray(jax.device_get(averages.swa_start)).reshape(-1)[int(np.argmin(counts))])
+        steps = int(np.asarray(jax.device_get(state.step)).reshape(-1)[0])
+        warnings.warn(f"SWA averaged no step: swa_start = {start} is past the {steps} steps trained, so swa_params "
+                      "are still the initial params; lower swa_start or train longer.", RuntimeWarning,
+                      stacklevel=stacklevel)
 
 
 def averaged_params(state: Any, average: str | None) -> PyTree:

@@ -45,6 +45,7 @@ from optax.contrib import ReduceLROnPlateauState
 from jaxreg._typing import MaskOrFn, PyTree
 from jaxreg._validate import check_callable, check_choice, check_positive_int
 from jaxreg.early_stopping import EarlyStopping
+from jaxreg.averaging import warn_if_unaveraged
 from jaxreg.epoch import make_train_epoch, num_examples
 from jaxreg.members import num_members
 from jaxreg.metrics import generalization_gap, overfitting_score, sparsity, weight_norms
@@ -288,6 +289,7 @@ def _run_loop(cfg: _LoopConfig, states: TrainState, *, vmapped: bool, num: int, 
         best = each(stopping.final_params)(states.stopper, _tracked(states))
         states = states.replace(params=best["params"], model_state=best["model_state"])
     _warn_skipped(histories, steps_per_epoch=num_examples("train_data", x, y) // cfg.batch_size, vmapped=vmapped)
+    warn_if_unaveraged(states, stacklevel=4)
     return states, histories
 
 

@@ -302,9 +302,9 @@ def test_traced_coefficients_sweep_under_vmap():
         return jr.make_train_step(_apply, CE, tx, input_gradient=c, rdrop=c, jit=False)(state, X, Y)[1]["penalty"]
 
     coefs = jnp.array([0.0, 0.1, 0.5])
-    swept = jax.vmap(one, in_axes=(0, None))(coefs, _state(tx))
-    singles = [float(jr.make_train_step(_apply, CE, tx, input_gradient=float(c), rdrop=float(c),
-                                        donate=False)(_state(tx), X, Y)[1]["penalty"]) for c in coefs]
+    swept = jax.jit(jax.vmap(one, in_axes=(0, None)))(coefs, _state(tx))
+    single = jax.jit(one)  # one compilation for the three unbatched calls (a traced scalar coefficient)
+    singles = [float(single(c, _state(tx))) for c in coefs]
     np.testing.assert_allclose(swept, singles, rtol=1e-5, atol=1e-7)
     assert float(swept[0]) == 0.0 and float(swept[2]) > float(swept[1]) > 0
 
@@ -380,3 +380,13 @@ def test_activity_penalty_through_nnx_intermediates_and_a_bad_apply_fn():
     bad = jr.make_train_step(_apply, CE, tx, activity_penalties=[(jr.activity_l2, 0.1)], donate=False)
     with pytest.raises(TypeError, match="capture_activities"):
         bad(_state(tx), X, Y)
+
+
+def test_swa_that_averaged_nothing_is_said_once():
+    """An SWA start past the run leaves swa_params at the initial params: fit says so (one RuntimeWarning)."""
+    tx = optax.sgd(0.1)
+    step = jr.make_train_step(_apply, CE, tx)
+    with pytest.warns(RuntimeWarning, match="swa_start = 1000 is past the 4 steps") as caught:
+        state, _ = jr.fit(_state(tx, swa_start=1000), step, (X, Y), epochs=2, batch_size=4, progress=False)
+    assert len([w for w in caught if "SWA" in str(w.message)]) == 1
+    _assert_trees(state.swa_params, _params())
