@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench bench-quick clean
+.PHONY: demo test test-slow bench bench-quick clean
 
 # One venv for both commands: the dev extra holds the lab's extras (experiments) and the test tools.
 $(STAMP): pyproject.toml
@@ -16,8 +16,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/jaxreg compare --dataset digits --out runs/demo
 
+# The suite without the end-to-end process tests (killed subprocesses, a fresh venv): under 8 minutes on 2 cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 -m "not slow"
+
+# The end-to-end process tests (marked slow); CI runs both.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 -m slow
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

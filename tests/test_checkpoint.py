@@ -124,6 +124,7 @@ def _reference():
     return state, history, namespace
 
 
+@pytest.mark.slow
 def test_sigkilled_runs_resume_to_bitwise_identical_params(tmp_path):
     """Reference: an uninterrupted jr.fit in this process. Kill 1: SIGKILL inside the save of epoch 3.
     Kill 2: SIGKILL from outside as soon as a checkpoint newer than the resume point appears. Run 3 resumes

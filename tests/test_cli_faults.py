@@ -23,6 +23,8 @@ import pytest
 
 from jaxreg.cli import main
 
+pytestmark = pytest.mark.slow  # subprocesses killed and restarted: make test-slow (and CI) run these
+
 ARGS = ["compare", "--techniques", "dropout", "--epochs", "8", "--quiet"]
 SEED = 1503  # the seed of the random kill time
 TMP_MARK = ".orbax-checkpoint-tmp"
