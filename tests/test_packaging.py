@@ -1,7 +1,7 @@
 """The light core: ``pip install jaxreg`` (no extras) trains a model; the lab names the extra it needs.
 
 Builds a fresh virtual environment from this checkout without any extra (from the package index, as a new
-user would), so it is slow (about a minute) and marked so; ``make test`` and CI run it.
+user would), so it is slow (about half a minute) and marked so; ``make test-slow`` and CI run it.
 """
 
 from __future__ import annotations
