@@ -33,11 +33,17 @@ def check_batch(outputs: Any, y: Any, weights: Any) -> None:
 
 
 def per_example(losses: jax.Array) -> jax.Array:
+    """``loss_fn``'s output as one loss per example, shape ``(batch,)``: trailing axes averaged."""
     losses = jnp.asarray(losses)
     return losses if losses.ndim <= 1 else jnp.mean(losses, axis=tuple(range(1, losses.ndim)))
 
 
 def weighted_mean(losses: jax.Array, weights: ArrayLike | None) -> jax.Array:
+    """The task loss: the mean per-example loss, or ``sum(w * l) / max(sum(w), 1)`` with weights.
+
+    Raises:
+      ValueError: weights given for a loss that is already a scalar.
+    """
     losses = per_example(losses)
     if weights is None:
         return jnp.mean(losses)
@@ -48,6 +54,7 @@ def weighted_mean(losses: jax.Array, weights: ArrayLike | None) -> jax.Array:
 
 
 def is_classification(outputs: Any, y: Any) -> bool:
+    """Whether ``(outputs, y)`` are ``(..., classes)`` scores with integer labels (the steps report accuracy)."""
     return (
         hasattr(outputs, "dtype")
         and hasattr(y, "dtype")

@@ -17,6 +17,12 @@ from jaxreg._validate import check_callable, check_in_range
 
 def check_output_penalties(entries: Sequence[tuple], name: str = "output_penalties",
                             call: str = "fn(outputs, y)") -> tuple[tuple[Callable, ArrayLike], ...]:
+    """``(fn, coefficient)`` pairs checked (fn callable, coefficient a scalar >= 0 when concrete) as a tuple.
+
+    Raises:
+      TypeError: an entry that is not a pair, or a fn that is not callable (named ``{name}[i]``).
+      ValueError: a coefficient that is negative, NaN, infinite or not a scalar.
+    """
     out = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, (tuple, list)) or len(entry) != 2:
@@ -40,6 +46,12 @@ def accepted_extra_args(optimizer: Any) -> set[str] | None:
 
 
 def augmented(augment: Callable[..., Any], key: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    """``augment(key, x, y)``, checked at trace time: a pair ``(x, y)`` with the batch size kept.
+
+    Raises:
+      TypeError: ``augment`` did not return a pair.
+      ValueError: it changed the batch size of ``x`` or ``y``.
+    """
     result = augment(key, x, y)
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         raise TypeError(f"augment(key, x, y) must return the pair (x, y), got {type(result).__name__}.")
