@@ -362,6 +362,7 @@ def fit(
     eval_train: bool = False,
     norms_mask: MaskOrFn = kernel_mask,
     initial_epoch: int = 0,
+    hparams: PyTree | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[int, TrainState, History], Any] | None = None,
 ) -> tuple[TrainState, History]:
@@ -405,6 +406,9 @@ def fit(
       eval_train: also evaluate the training set in evaluation mode after each epoch.
       norms_mask: the leaves whose norms and sparsity are recorded (default ``jr.kernel_mask``).
       initial_epoch: the first epoch number (to resume a checkpointed run with the same shuffles).
+      hparams: optional pytree of arrays; then ``train_step`` is a function ``hparams -> step`` called inside
+        the compiled epoch, so the hyperparameters are traced and one compilation serves every value (as
+        :func:`fit_members`' ``hparams``, without the member axis).
       progress: show a progress bar on stderr (only when stderr is a terminal and tqdm is installed).
       on_epoch_end: optional ``callback(epoch, state, history)`` after each epoch's record. The ``state`` it
         sees is donated to the next epoch: copy (``jax.device_get``) or finish saving whatever it keeps.
@@ -448,10 +452,12 @@ def fit(
     xv = yv = wv = None
     if val_data is not None:
         xv, yv, wv = _data("val_data", val_data, weights_allowed=True)
-    cfg = _LoopConfig(_static(train_step), False, batch_size, _static(eval_step), val_data is not None,
+    if hparams is not None:
+        hparams = jax.tree.map(jnp.asarray, hparams)
+    cfg = _LoopConfig(_static(train_step), hparams is not None, batch_size, _static(eval_step), val_data is not None,
                       bool(eval_train), early_stopping, monitor, _static(norms_mask))
     state, histories = _run_loop(
-        cfg, state, vmapped=False, num=1, hparams=None, train_w=w, val_w=wv, x=x, y=y, xv=xv, yv=yv,
+        cfg, state, vmapped=False, num=1, hparams=hparams, train_w=w, val_w=wv, x=x, y=y, xv=xv, yv=yv,
         epochs=epochs, initial_epoch=initial_epoch, progress=progress, on_epoch_end=on_epoch_end,
         callback_histories=lambda histories: histories[0])
     return state, histories[0]

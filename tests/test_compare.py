@@ -286,3 +286,27 @@ def test_report_table_and_canonical_json():
     assert json.loads(report.canonical_json({"x": [float("nan"), np.float32(0.25)]})) == {"x": [None, 0.25]}
     value = 0.1 + 0.2  # not representable exactly: must round-trip through the file
     assert json.loads(report.canonical_json({"v": value}))["v"] == value
+
+
+def test_traced_techniques_share_one_compilation_and_match_their_own_programs(monkeypatch):
+    """Penalties, dropout and batch norm on the MLP train through ONE compiled epoch program (their values
+    traced); a run is the same whether it goes through the shared program or a program of its own (reference:
+    compare's per-technique build, `_cached_program`), to float tolerance; a run without batch norm is recorded
+    without the switched-off layers' parameters."""
+    from jaxreg import loop
+
+    config = CompareConfig(techniques=("none", "l2=1e-3+proximal_l1", "batchnorm"), epochs=2, hidden_sizes=(16,),
+                           seed=3)
+    before = loop._epoch_program._cache_size()
+    shared = run_compare(config)["runs"]
+    assert loop._epoch_program._cache_size() - before <= 1  # 0 when an earlier test compiled it
+    _, info = compare._check_config(config)
+    assert all(compare._traced(recipe, config, info) for _, recipe in parse_techniques("none,l2,batchnorm"))
+    assert not compare._traced(parse_techniques("max_norm")[0][1], config, info)
+    assert shared[0]["num_params"] == 64 * 16 + 16 + 16 * 10 + 10  # no BatchNorm_* parameters in the record
+    assert shared[2]["num_params"] == shared[0]["num_params"] + 2 * 16  # its scale and bias
+    monkeypatch.setattr(compare, "_traced", lambda *args: False)
+    own = run_compare(dataclasses.replace(config, techniques=("l2=1e-3+proximal_l1",)))["runs"]
+    for a, b in zip(shared[1:2], own):
+        for key in ("train_loss", "test_loss", "kernel_l2_norm", "sparsity"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["technique"], key)

@@ -49,10 +49,15 @@ about 96% test accuracy unregularized; dropout and batch norm still add about a 
 penalties mainly lower the test loss, not the error. The strengths of :data:`DEFAULT_STRENGTHS` were tuned
 on the default setup over seeds 0-2.
 
-**Runtime**: compare is a story like the others: a technique's program
-(:func:`jaxreg.experiments.programs.build_program`, augmentation inside the step) is built once per
-(technique, model, optimizer) and cached, and :func:`jaxreg.experiments.runner.train_run` trains and records
-it. **Devices**: the state is replicated and the data split over every visible device (:mod:`jaxreg.parallel`)
+**Runtime**: compare is a story like the others: :func:`jaxreg.experiments.runner.train_run` trains and
+records each technique's program. On the MLP, every technique made only of penalties (``l1``, ``l2``,
+``elastic_net``, ``proximal_l1``), ``dropout``, ``batchnorm`` and ``early_stopping`` runs through ONE compiled
+program (:func:`jaxreg.experiments.programs.sweep_program`'s ``SweepMLP``: the coefficients, the dropout rate
+and the proximal strength are traced hyperparameters passed to :func:`jaxreg.fit`, batch norm a switch in the
+model state), so the default table compiles twice (with and without an early stopper) instead of nine times;
+each run is still trained alone, so a row does not depend on which other techniques are listed. Any other
+technique gets its own program (:func:`jaxreg.experiments.programs.build_program`, augmentation inside the
+step), built once per (technique, model, optimizer) and cached. **Devices**: the state is replicated and the data split over every visible device (:mod:`jaxreg.parallel`)
 when the device count divides the split sizes (else replicated); the batch size must be a multiple of the
 device count. **Checkpoints**: with ``--checkpoint-dir`` each technique checkpoints every epoch and a killed
 run, started again with the same arguments, resumes to the identical results. **Reproducibility**: every key
@@ -375,7 +380,57 @@ def _cached_program(recipe: Recipe, model: str, optimizer: str, learning_rate: f
         ema_decay=recipe.ema or None, swa_fraction=recipe.swa or None)
 
 
+# The recipe fields one traced program covers (programs.sweep_program's SweepMLP): any mix of these trains
+# through the same compilation, with the values as traced hyperparameters.
+_TRACED_FIELDS = {"l1": 0.0, "l2": 0.0, "elastic_net": 0.0, "proximal_l1": 0.0, "dropout": 0.0, "batch_norm": False,
+                  "early_stopping": 0}
+
+
+def _traced(recipe: Recipe, config: CompareConfig, info: _data.DatasetInfo) -> bool:
+    """Whether the run trains through the shared traced program (MLP on features or pixels, traced fields only)."""
+    return (config.model == "mlp" and info.vocab_size is None
+            and dataclasses.replace(recipe, **_TRACED_FIELDS) == Recipe())
+
+
+@programs.cached
+def _traced_parts(model: str, optimizer: str, learning_rate: float, hidden_sizes: tuple[int, ...],
+                  info: _data.DatasetInfo) -> tuple[programs.SweepProgram, Any]:
+    del model  # "mlp": part of the key for symmetry with _cached_program
+    sweep = programs.sweep_program(info.num_outputs, hidden_sizes, learning_rate=learning_rate, batch_norm=True,
+                                   optimizer=optimizer)
+    return sweep, jax.jit(sweep.eval_step)
+
+
+def _without_batch_norm(params: Any) -> Any:
+    return {name: leaf for name, leaf in params.items() if not name.startswith("BatchNorm")}
+
+
+def _traced_program(recipe: Recipe, config: CompareConfig, info: _data.DatasetInfo) -> programs.Program:
+    """The run as a member of the shared traced program: one compilation for every such technique.
+
+    The penalty coefficients, the dropout rate and the proximal L1 strength are traced hyperparameters, batch
+    norm a switch in the model state (:class:`jaxreg.experiments.models.SweepMLP`); a run without batch norm is
+    recorded without the switched-off layers' parameters.
+    """
+    sweep, eval_step = _traced_parts(config.model, config.optimizer, config.resolved_learning_rate,
+                                     tuple(config.hidden_sizes), info)
+    hparams = {name: jnp.asarray(0.0, jnp.float32) for name in programs.SWEEP_HPARAMS}
+    for name in ("l1", "l2", "elastic_net", "proximal_l1", "dropout"):
+        hparams[name] = jnp.asarray(getattr(recipe, name), jnp.float32)
+    batch_norm = bool(recipe.batch_norm)
+
+    def init(key: jax.Array, x: jax.Array) -> Any:
+        variables = dict(sweep.init(key, x))
+        variables["switches"] = {"batch_norm": jnp.asarray(batch_norm)}
+        return variables
+
+    return programs.Program(init, sweep.optimizer, sweep.make_step, eval_step, sweep.task, hparams=hparams,
+                            params_view=None if batch_norm else _without_batch_norm)
+
+
 def _program(recipe: Recipe, config: CompareConfig, info: _data.DatasetInfo) -> programs.Program:
+    if _traced(recipe, config, info):
+        return _traced_program(recipe, config, info)
     # Early stopping acts between epochs, not in the step: "none" and "early_stopping" share one compilation.
     return _cached_program(dataclasses.replace(recipe, early_stopping=0), config.model, config.optimizer,
                            config.resolved_learning_rate, tuple(config.hidden_sizes), info)

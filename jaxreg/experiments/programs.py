@@ -88,6 +88,11 @@ class Program(NamedTuple):
       average: ``"ema"``/``"swa"`` when the eval step evaluates averaged weights, else None.
       ema_decay: the EMA decay the state must keep (``create_train_state(ema_decay=...)``), or None.
       swa_fraction: SWA averages the last ``1 - swa_fraction`` of the epochs, or None.
+      hparams: traced hyperparameters (a dict of scalar arrays), or None; when given, ``train_step`` is a
+        function ``hparams -> step`` and :func:`jaxreg.fit` gets ``hparams=``, so programs that differ only in
+        these values share one compilation (``jaxreg compare``'s penalties, dropout rate and batch-norm switch).
+      params_view: ``params -> params`` the run is recorded with (counts, norms, histograms), e.g. without the
+        batch-norm parameters a switched-off layer carries; None for all of them.
     """
 
     init: Callable[[jax.Array, jax.Array], Any]
@@ -99,6 +104,8 @@ class Program(NamedTuple):
     average: str | None = None
     ema_decay: float | None = None
     swa_fraction: float | None = None
+    hparams: Mapping[str, jax.Array] | None = None
+    params_view: Callable[[Any], Any] | None = None
 
 
 def with_augmentation(apply_fn: Callable, augment_fn: Callable[[jax.Array, jax.Array], jax.Array]) -> Callable:
@@ -238,15 +245,16 @@ class SweepProgram(NamedTuple):
 
 @cached
 def _sweep_program(num_outputs: int, hidden_sizes: tuple[int, ...], learning_rate: float, task: str,
-                   batch_norm: bool) -> SweepProgram:
+                   batch_norm: bool, optimizer: str) -> SweepProgram:
     from jaxreg.experiments.models import SweepMLP
 
     module = SweepMLP(num_outputs=num_outputs, hidden_sizes=hidden_sizes, batch_norm=batch_norm)
     loss_fn = cross_entropy if task == "classification" else squared_error
 
+    base = optax.adam(learning_rate) if optimizer == "adam" else optax.sgd(learning_rate, momentum=0.9)
+
     def optimizer_with(strength: Any) -> optax.GradientTransformation:
-        return optax.chain(optax.adam(learning_rate),
-                           proximal_l1(strength, learning_rate=learning_rate, mask=kernel_mask))
+        return optax.chain(base, proximal_l1(strength, learning_rate=learning_rate, mask=kernel_mask))
 
     def make_step(h: Mapping[str, jax.Array]) -> Callable[..., Any]:
         # Called inside the vmapped program with one member's traced hyperparameters.
@@ -261,21 +269,25 @@ def _sweep_program(num_outputs: int, hidden_sizes: tuple[int, ...], learning_rat
 
 
 def sweep_program(num_outputs: int, hidden_sizes: tuple[int, ...], *, learning_rate: float = 1e-3,
-                  task: str = "classification", batch_norm: bool = False) -> SweepProgram:
+                  task: str = "classification", batch_norm: bool = False, optimizer: str = "adam") -> SweepProgram:
     """The (cached) :class:`SweepProgram` of a ``SweepMLP`` (:mod:`jaxreg.experiments.models`), Adam + proximal L1.
 
     Args:
       num_outputs: classes (or regression targets).
       hidden_sizes: hidden widths (a tuple).
-      learning_rate: Adam's learning rate.
+      learning_rate: the optimizer's learning rate.
       task: ``"classification"`` or ``"regression"``.
       batch_norm: give the MLP switchable batch-norm layers.
+      optimizer: ``"adam"`` (``optax.adam``) or ``"sgd"`` (``optax.sgd`` with momentum 0.9), followed by the
+        traced proximal L1 step.
 
     Returns:
       The :class:`SweepProgram`.
     """
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got optimizer = {optimizer!r}.")
     return _sweep_program(int(num_outputs), tuple(int(s) for s in hidden_sizes), float(learning_rate), task,
-                          bool(batch_norm))
+                          bool(batch_norm), optimizer)
 
 
 def sweep_hparams(members: Sequence[Mapping[str, float]]) -> dict[str, jax.Array]:

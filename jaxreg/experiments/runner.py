@@ -226,7 +226,7 @@ def train_run(label: str, program: Program, splits: Splits, *, seed: int, epochs
     eval_train = int(splits.train[1].shape[0]) <= EVAL_TRAIN_LIMIT
     fit_kwargs = dict(epochs=epochs, batch_size=batch_size, val_data=splits.validation, eval_step=program.eval_step,
                       early_stopping=early_stopping, monitor=monitor, eval_train=eval_train, progress=progress,
-                      on_epoch_end=on_epoch_end)
+                      on_epoch_end=on_epoch_end, hparams=program.hparams)
     if checkpoint_dir is None:
         state, history = fit(state, program.train_step, splits.train, **fit_kwargs)
     else:
@@ -243,7 +243,8 @@ def train_run(label: str, program: Program, splits: Splits, *, seed: int, epochs
         # Averaged weights need their own batch-norm statistics (PyTorch's swa_utils.update_bn).
         state = update_bn(program.apply_fn, state, splits.train[0], batch_size=batch_size, average=program.average)
     best_epoch = None if early_stopping is None else int(state.stopper.best_step)
-    return run_record(label, program.task, final_metrics(program.eval_step, state, splits), state.params, history,
+    params = state.params if program.params_view is None else program.params_view(state.params)
+    return run_record(label, program.task, final_metrics(program.eval_step, state, splits), params, history,
                       settings=settings, skipped=int(state.skipped), best_epoch=best_epoch)
 
 
