@@ -49,6 +49,18 @@ def _datasets(args: argparse.Namespace) -> int:
     from jaxreg.experiments import data
     from jaxreg.experiments.report import Column, format_table
 
+    if getattr(args, "datasets_command", None) == "prepare":
+        from jaxreg.experiments import tfds_data
+
+        if args.out is not None and args.format != "npz":
+            raise _ArgumentError(f"{_PROG} datasets prepare", "--out applies only to --format npz")
+        where = tfds_data.prepare(args.name, data_dir=args.data_dir, file_format=args.format, out=args.out)
+        use = f"--dataset {where}"
+        if args.format == "array_record":
+            use = f"--dataset {args.name} --data-dir {args.data_dir or '$TFDS_DATA_DIR'}"
+        print(f"{_PROG}: {args.name} is prepared in {where}; use it with `{use}`")
+        return 0
+
     rows = [
         {
             "name": i.name,
@@ -64,45 +76,77 @@ def _datasets(args: argparse.Namespace) -> int:
                (("name", "name"), ("source", "source"), ("task", "task"), ("input", "input"),
                 ("outputs", "outputs"), ("offline", "offline"))]
     print(format_table(rows, columns))
+    # stderr, so that stdout stays one table for scripts
+    print(f"{_PROG}: offline = no? on a connected machine run `{_PROG} datasets prepare NAME` (mnist, fashion_mnist, "
+          "cifar10; --format npz for a keras-made .npz), or pass your own arrays: --dataset PATH.npz", file=sys.stderr)
     return 0
 
 
-def _build_parser(*, list_experiments: bool) -> _Parser:
-    # Only `jaxreg experiment` imports every story module (to list them); compare and datasets stay light.
+def _story_listing() -> str:
+    from jaxreg import experiments  # the registry: reads the stories' sources, imports no jax
+
+    stories = experiments.describe()
+    width = max(len(name) for name, _ in stories)
+    return "experiments (jaxreg experiment NAME --help for each one's options):\n" + "\n".join(
+        f"  {name:<{width}}  {summary}" for name, summary in stories)
+
+
+def _build_parser() -> _Parser:
+    """The top-level parser. Light: no story module and no jax is imported to build it (``--help`` is fast)."""
     from jaxreg import experiments
 
-    parser = _Parser(prog=_PROG, description="Functional regularization for JAX: experiments and reports.")
+    summaries = dict(experiments.describe())
+    listing = _story_listing()
+    parser = _Parser(prog=_PROG, description="Functional regularization for JAX: experiments and reports.",
+                     epilog=listing, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    compare = experiments.get("compare")
-    compare_parser = commands.add_parser("compare", help=compare.summary, description=compare.summary)
-    compare.add_arguments(compare_parser)
-    listing = ""
-    if list_experiments:
-        listing = " Experiments: " + "; ".join(f"{n}: {experiments.get(n).summary}" for n in experiments.names())
+    # `jaxreg compare ARGS` is parsed by compare's own parser (see _run); this entry lists it in --help.
+    commands.add_parser("compare", help=summaries["compare"], add_help=False)
     story = commands.add_parser("experiment", help="run a registered experiment (jaxreg experiment --help)",
-                                description="Run a registered experiment with its own arguments." + listing)
+                                description="Run a registered experiment with its own arguments.", epilog=listing,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     story.add_argument("experiment", metavar="NAME", help="the experiment's name")
     story.add_argument("args", nargs=argparse.REMAINDER, help="the experiment's own arguments")
-    datasets = commands.add_parser("datasets", help="list datasets and whether each is available offline")
+    datasets = commands.add_parser("datasets", help="list datasets and whether each is available offline; "
+                                   "`datasets prepare NAME` downloads one")
     datasets.add_argument("--data-dir", default=None, help="TFDS data directory (default: $TFDS_DATA_DIR)")
+    datasets_commands = datasets.add_subparsers(dest="datasets_command", metavar="prepare")
+    prepare = datasets_commands.add_parser(
+        "prepare", help="download and prepare mnist, fashion_mnist or cifar10 (needs internet)",
+        description="Download and prepare a dataset for offline use: TFDS ArrayRecord in --data-dir (needs "
+                    "tensorflow), or an .npz file made with keras.datasets (--format npz) for --dataset PATH.npz.")
+    prepare.add_argument("name", choices=("mnist", "fashion_mnist", "cifar10"), help="the dataset")
+    prepare.add_argument("--data-dir", default=argparse.SUPPRESS,
+                         help="TFDS data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
+    prepare.add_argument("--format", choices=("array_record", "npz"), default="array_record",
+                         help="array_record (TFDS, default) or npz (keras.datasets)")
+    prepare.add_argument("--out", default=None, help="the .npz file for --format npz (default: NAME.npz)")
     return parser
 
 
-def _run(argv: Sequence[str]) -> int:
+def _story_parser(name: str) -> tuple[Any, _Parser]:
+    """The story ``name`` (imported now) and its parser (``jaxreg compare`` or ``jaxreg experiment NAME``)."""
     from jaxreg import experiments
 
-    parser = _build_parser(list_experiments=bool(argv) and argv[0] == "experiment")
+    story = experiments.get(name)
+    prog = f"{_PROG} compare" if name == "compare" else f"{_PROG} experiment {story.name}"
+    story_parser = _Parser(prog=prog, description=story.summary)
+    story.add_arguments(story_parser)
+    return story, story_parser
+
+
+def _run(argv: Sequence[str]) -> int:
+    if argv and argv[0] == "compare":
+        story, story_parser = _story_parser("compare")
+        return _quietly(story.run, story_parser.parse_args(argv[1:]))
+    parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     if args.command == "datasets":
         return _datasets(args)
-    if args.command == "compare":
-        return _quietly(experiments.get("compare").run, args)
-    story = experiments.get(args.experiment)
-    story_parser = _Parser(prog=f"{_PROG} experiment {story.name}", description=story.summary)
-    story.add_arguments(story_parser)
+    story, story_parser = _story_parser(args.experiment)
     story_args = story_parser.parse_args(args.args)
     story_args.experiment = story.name
     return _quietly(story.run, story_args)
@@ -142,13 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       2
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        from jaxreg.experiments import UsageError
-        from jaxreg.experiments.data import DatasetUnavailableError
-        from jaxreg.experiments.records import RunError
-    except ImportError as err:  # the lab's extras are missing: say which to install
-        print(f"{_PROG}: {_one_line(err)}", file=sys.stderr)
-        return 1
+    from jaxreg.experiments import UsageError  # light (no jax): --help stays fast
+
     try:
         return _run(argv)
     except _ArgumentError as err:
@@ -157,9 +196,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"{_PROG}: error: {_one_line(err)}", file=sys.stderr)
         return 2
-    except (DatasetUnavailableError, RunError) as err:
-        print(f"{_PROG}: {_one_line(err)}", file=sys.stderr)
-        return 1
     except ImportError as err:
         if "jaxreg[" not in str(err):  # not a missing extra (jaxreg._optional.require): a bug, show it
             raise
@@ -170,6 +206,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if not _said_in_one_paragraph(err):
+            raise
+        print(f"{_PROG}: {_one_line(err)}", file=sys.stderr)
+        return 1
+
+
+def _said_in_one_paragraph(err: Exception) -> bool:
+    """A dataset that is not available offline or a failed run: errors whose message is meant for the user.
+
+    Their modules are looked up, not imported: an error of theirs means they are loaded already.
+    """
+    data, records = sys.modules.get("jaxreg.experiments.data"), sys.modules.get("jaxreg.experiments.records")
+    kinds = tuple(k for k in (getattr(data, "DatasetUnavailableError", None), getattr(records, "RunError", None)) if k)
+    return isinstance(err, kinds)
 
 
 if __name__ == "__main__":

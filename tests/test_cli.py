@@ -15,6 +15,7 @@ import jax
 import pytest
 
 from jaxreg.experiments import data
+from jaxreg import experiments
 from jaxreg.cli import main
 
 
@@ -80,7 +81,19 @@ def test_help_exits_0(capsys):
     out = capsys.readouterr().out
     assert "--techniques" in out and "--checkpoint-dir" in out
     assert main(["experiment", "--help"]) == 0
-    assert "compare: Train one model per regularization technique" in " ".join(capsys.readouterr().out.split())
+    out = capsys.readouterr().out
+    stories = [line.split() for line in out.split("experiments (")[1].splitlines()[1:]]
+    assert {words[0] for words in stories} == set(experiments.names())  # one line per story, each named
+    assert any(words[:3] == ["compare", "Train", "one"] for words in stories)
+
+
+def test_help_answers_without_importing_jax():
+    """`jaxreg --help` and `jaxreg experiment --help` build no story and import no jax (they answer at once)."""
+    code = ("import sys; from jaxreg.cli import main; codes = [main(['--help']), main(['experiment', '--help'])]; "
+            "assert codes == [0, 0], codes; assert 'jax' not in sys.modules, 'jax was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("early_stopping ") == 2 and "kfold " in done.stdout
 
 
 def test_datasets_lists_digits_as_offline(capsys, tmp_path):

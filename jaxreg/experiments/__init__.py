@@ -36,10 +36,12 @@ the device, runs), :mod:`~jaxreg.experiments.records` (run records) and :mod:`~j
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Callable
+from pathlib import Path
 
 # The registry needs nothing optional; each module of the lab names the extra it needs (jaxreg._optional):
 # data (tensorflow-datasets, scikit-learn), plots (matplotlib); the stories need both (jaxreg[experiments]).
@@ -57,6 +59,7 @@ __all__ = [
     "get",
     "names",
     "load_all",
+    "describe",
     "add_common_arguments",
     "check_common_arguments",
     "COMMON_RESULT_EXCLUDES",
@@ -130,6 +133,46 @@ def load_all() -> None:
     for module in pkgutil.iter_modules(__path__):
         if not module.name.startswith("_"):
             importlib.import_module(f"{__name__}.{module.name}")
+
+
+def _registered_in(source: str) -> list[tuple[str, str]]:
+    """``(name, summary)`` of each ``Experiment("name", "summary", ...)`` call with literal strings in ``source``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Experiment" and len(node.args) >= 2
+                and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args[:2])):
+            found.append((node.args[0].value, node.args[1].value))
+    return found
+
+
+def describe() -> list[tuple[str, str]]:
+    """``(name, summary)`` of every story, sorted by name, read from the modules' source without importing them.
+
+    ``jaxreg --help`` and ``jaxreg experiment --help`` list the stories this way, so they answer without
+    importing jax. A story registered with computed (non-literal) strings is imported to be described.
+
+    Returns:
+      A list of ``(name, summary)`` pairs.
+
+    Example:
+      >>> from jaxreg import experiments
+      >>> dict(experiments.describe())["compare"][:5]
+      'Train'
+    """
+    found: dict[str, str] = {}
+    for module in pkgutil.iter_modules(__path__):
+        if module.name.startswith("_"):
+            continue
+        path = Path(__path__[0]) / f"{module.name}.py"
+        source = path.read_text(encoding="utf-8") if path.is_file() else ""
+        listed = _registered_in(source)
+        if not listed and "register(" in source:  # computed strings: import to know them
+            importlib.import_module(f"{__name__}.{module.name}")
+            listed = [(e.name, e.summary) for e in _REGISTRY.values() if e.run.__module__.endswith(module.name)]
+        found.update(listed)
+    for experiment in _REGISTRY.values():  # stories registered from elsewhere (tests, plugins)
+        found.setdefault(experiment.name, experiment.summary)
+    return sorted(found.items())
 
 
 def names() -> list[str]:
