@@ -17,6 +17,7 @@ written by the experiment (``--out``), the table goes to stdout, progress bars t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import warnings
@@ -158,7 +159,11 @@ def _quietly(run: Any, args: argparse.Namespace) -> int:
     # Warnings that do show (an unreadable checkpoint skipped, ...) are one line each, like the errors; orbax's
     # own log lines (absl) are not for the command's user.
     logging.getLogger("absl").setLevel(logging.CRITICAL)
-    with warnings.catch_warnings():
+    # Progress: a bar on a terminal, one `jaxreg` log line per epoch on a piped stderr, nothing with --quiet.
+    from jaxreg.progress import log_to_stderr
+
+    lines = contextlib.nullcontext() if getattr(args, "quiet", False) else log_to_stderr()
+    with warnings.catch_warnings(), lines:
         warnings.filterwarnings("ignore", message=r"(fit|fit_members) skipped", category=RuntimeWarning)
         warnings.filterwarnings("default", message="skipped unreadable checkpoint")  # said, whatever the filters
         warnings.showwarning = _show_warning

@@ -7,7 +7,8 @@ evaluations, and the early-stopping update, all inside ``jax.jit``. :func:`fit` 
 along a member axis (:func:`jaxreg.stack_members`; k folds and sweeps: :func:`jaxreg.kfold_fit`,
 :func:`jaxreg.sweep_fit`), so member ``i`` computes what ``fit`` computes for it alone, to float tolerance.
 The host driver between epochs is shared too: it moves the epoch's metrics to the host once, appends the
-history records, runs ``on_epoch_end`` and the progress bar, and ends when every member's stopper says stop.
+history records, runs ``on_epoch_end`` and the progress report (:mod:`jaxreg.progress`), and ends when every
+member's stopper says stop.
 
 The compiled epoch is a module-level ``jax.jit`` whose static argument is the loop's configuration (step,
 evaluation, stopper, batch size, mask...), so JAX's own compilation cache shares it between ``fit`` calls with
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +49,7 @@ from jaxreg.averaging import warn_if_unaveraged
 from jaxreg.epoch import make_train_epoch, num_examples
 from jaxreg.members import num_members
 from jaxreg.metrics import generalization_gap, overfitting_score, sparsity, weight_norms
+from jaxreg.progress import EpochProgress
 from jaxreg.select import kernel_mask
 from jaxreg.train import TrainState
 
@@ -228,17 +229,6 @@ def _epoch_columns(host: dict[str, Any]) -> dict[str, np.ndarray]:
     return columns
 
 
-def _progress_bar(enabled: bool, epochs: range, desc: str) -> Any:
-    """A tqdm bar on stderr when asked for, stderr is a terminal and tqdm is installed; else None."""
-    if not (enabled and sys.stderr.isatty()):
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional (the `progress` extra)
-        return None
-    return tqdm(total=len(epochs), desc=desc, unit="epoch", file=sys.stderr)
-
-
 def _run_loop(cfg: _LoopConfig, states: TrainState, *, vmapped: bool, num: int, hparams, train_w, val_w,
               x, y, xv, yv, epochs: int, initial_epoch: int, progress: bool, on_epoch_end, callback_histories):
     """The host driver shared by :func:`fit` and :func:`fit_members`; returns ``(states, histories)``."""
@@ -259,7 +249,8 @@ def _run_loop(cfg: _LoopConfig, states: TrainState, *, vmapped: bool, num: int, 
     if stopping is not None:  # a stopper left in the state by an earlier run does not stop this one
         active = ~np.atleast_1d(np.asarray(jax.device_get(states.stopper.should_stop)))
     epoch_range = range(initial_epoch, epochs)
-    bar = _progress_bar(progress, epoch_range, "fit_members" if vmapped else "fit")
+    report = EpochProgress(progress, epoch_range, "fit_members" if vmapped else "fit",
+                           members=num if vmapped else None)
     for epoch in epoch_range:
         if not active.any():
             break
@@ -270,20 +261,17 @@ def _run_loop(cfg: _LoopConfig, states: TrainState, *, vmapped: bool, num: int, 
         stopped = None if stopping is None else states.stopper.should_stop
         host, stopped = jax.device_get((out, stopped))
         columns = _epoch_columns(host if vmapped else jax.tree.map(lambda a: np.asarray(a)[None], host))
-        for i in np.flatnonzero(active):
+        trained = np.flatnonzero(active)
+        for i in trained:
             histories[i].setdefault("epoch", []).append(epoch)
             for name, values in columns.items():
                 histories[i].setdefault(name, []).append(values[i].item())
         if stopped is not None:
             active = ~np.atleast_1d(np.asarray(stopped))
-        if bar is not None:
-            bar.update(1)
-            shown = int(np.flatnonzero(active)[0]) if active.any() else 0
-            bar.set_postfix({k: f"{columns[k][shown]:.4g}" for k in ("train_loss", "val_loss") if k in columns})
+        report.update(epoch, columns, trained)
         if on_epoch_end is not None:
             on_epoch_end(epoch, states, callback_histories(histories))
-    if bar is not None:
-        bar.close()
+    report.close()
 
     if stopping is not None and stopping.restore_best:
         best = each(stopping.final_params)(states.stopper, _tracked(states))
@@ -409,7 +397,9 @@ def fit(
       hparams: optional pytree of arrays; then ``train_step`` is a function ``hparams -> step`` called inside
         the compiled epoch, so the hyperparameters are traced and one compilation serves every value (as
         :func:`fit_members`' ``hparams``, without the member axis).
-      progress: show a progress bar on stderr (only when stderr is a terminal and tqdm is installed).
+      progress: report every epoch (:mod:`jaxreg.progress`): a tqdm bar when stderr is a terminal and tqdm is
+        installed, else one ``INFO`` line per epoch on the ``jaxreg`` logger (shown once logging is
+        configured); False: nothing.
       on_epoch_end: optional ``callback(epoch, state, history)`` after each epoch's record. The ``state`` it
         sees is donated to the next epoch: copy (``jax.device_get``) or finish saving whatever it keeps.
 
@@ -530,7 +520,9 @@ def fit_members(
       eval_train: also evaluate each member's (weighted) training set in evaluation mode after each epoch.
       norms_mask: the leaves whose norms and sparsity are recorded, as in :func:`jaxreg.fit`.
       initial_epoch: the first epoch number (to resume a checkpointed run with the same shuffles).
-      progress: show a progress bar on stderr (only when stderr is a terminal and tqdm is installed).
+      progress: report every epoch (:mod:`jaxreg.progress`): a tqdm bar when stderr is a terminal and tqdm is
+        installed, else one ``INFO`` line per epoch on the ``jaxreg`` logger (shown once logging is
+        configured); False: nothing.
       on_epoch_end: optional ``callback(epoch, states, histories)`` after each epoch; ``states`` is donated to
         the next epoch (copy or finish saving what you keep), e.g. a :mod:`jaxreg.checkpoint` hook.
 

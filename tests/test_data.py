@@ -106,6 +106,59 @@ def test_split_indices_is_stratified():
 
 
 # ----------------------------------------------------------------------------------------------------------
+# scikit-learn's other bundled sets
+# ----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, loader, stratify, sizes", [
+    ("diabetes", "load_diabetes", False, (300, 53, 89)),
+    ("breast_cancer", "load_breast_cancer", True, (341, 114, 114)),
+    ("wine", "load_wine", True, (106, 36, 36)),
+])
+def test_tabular_sets_match_sklearn_splits_and_train_standardization(name, loader, stratify, sizes):
+    """Reference: scikit-learn's loader, train_test_split (test first) and StandardScaler fit on train."""
+    import sklearn.datasets
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    x_all, y_all = getattr(sklearn.datasets, loader)(return_X_y=True, **({"scaled": False} if not stratify else {}))
+    idx = np.arange(len(y_all))
+    rest, test = train_test_split(idx, test_size=0.2, random_state=4, stratify=y_all if stratify else None)
+    train, validation = train_test_split(rest, test_size=sizes[1], random_state=4,
+                                         stratify=y_all[rest] if stratify else None)
+    scaler = StandardScaler().fit(x_all[train])
+    for split, part, n in zip(data.SPLITS, (train, validation, test), sizes):
+        x, y = data.load(name, split=split, seed=4)
+        assert len(y) == n and x.dtype == np.float32
+        np.testing.assert_allclose(x, scaler.transform(x_all[part]), rtol=1e-5, atol=1e-5)
+        if stratify:
+            np.testing.assert_array_equal(y, y_all[part])
+        else:  # the target too, with train statistics: MSE in units of the target's variance
+            target = StandardScaler().fit(y_all[train, None])
+            np.testing.assert_allclose(y, target.transform(y_all[part, None]), rtol=1e-5, atol=1e-5)
+    assert not np.array_equal(data.load(name, split="test", seed=5)[1], data.load(name, split="test", seed=4)[1])
+
+
+def test_sample_images_are_crops_of_the_two_photos_from_disjoint_bands():
+    """Reference: scikit-learn's load_sample_images; every crop is found in its photo's band of columns."""
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images
+    x, y = data.load("sample_images", split="validation", seed=0, n_validation=8)
+    assert x.shape == (8, 32, 32, 3) and y.tolist() == [0] * 4 + [1] * 4
+    width = photos[0].shape[1]
+    for crop, label in zip(x, y):
+        pixels = np.rint(crop * 255).astype(np.uint8)
+        photo = photos[label]
+        hits = [(r, c) for r in range(photo.shape[0] - 31) for c in range(int(0.6 * width), int(0.8 * width) - 31)
+                if photo[r, c, 0] == pixels[0, 0, 0] and np.array_equal(photo[r:r + 32, c:c + 32], pixels)]
+        assert hits
+    np.testing.assert_array_equal(x, data.load("sample_images", split="validation", seed=0, n_validation=8)[0])
+    with pytest.raises(ValueError, match="n_train must be even"):
+        data.load("sample_images", split="train", n_train=3)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # synthetic sets
 # ----------------------------------------------------------------------------------------------------------
 
@@ -169,7 +222,10 @@ def test_synthetic_sequences_label_noise_and_options():
 # ----------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["digits", "synthetic_regression", "synthetic_sequences"])
+BUNDLED = ["digits", "diabetes", "breast_cancer", "wine", "iris", "sample_images"]
+
+
+@pytest.mark.parametrize("name", [*BUNDLED, "synthetic_regression", "synthetic_sequences"])
 def test_info_matches_loaded_arrays(name):
     i = data.info(name)
     x, y = data.load(name, split="validation")
@@ -186,9 +242,10 @@ def test_info_matches_loaded_arrays(name):
 def test_listing_on_an_empty_data_dir(tmp_path):
     infos = data.list_datasets(data_dir=tmp_path)
     assert [i.name for i in infos] == [
-        "digits", "synthetic_regression", "synthetic_sequences", *TFDS_IMAGE, *TFDS_TEXT,
+        *BUNDLED, "synthetic_regression", "synthetic_sequences", *TFDS_IMAGE, *TFDS_TEXT,
     ]
-    assert data.available(data_dir=tmp_path) == ["digits", "synthetic_regression", "synthetic_sequences"]
+    assert data.available(data_dir=tmp_path) == [*BUNDLED, "synthetic_regression", "synthetic_sequences"]
+    assert {i.name for i in infos if i.source == "bundled"} == set(BUNDLED)
     assert data.info("cifar10", data_dir=tmp_path) == data.DatasetInfo(
         "cifar10", (32, 32, 3), 10, "classification", False, 10, "float32", None, "tfds",
         data.info("cifar10", data_dir=tmp_path).description,

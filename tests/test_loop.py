@@ -179,3 +179,24 @@ def test_bad_inputs_issue_15_names_the_argument():
         jr.create_train_state({"w": jnp.zeros(2)}, TX, key, early_stopping=3)  # AttributeError
     with pytest.raises(ValueError, match="initial_epoch must be <= epochs = 2, got initial_epoch = 3"):
         jr.fit(_state(), STEP, (X, Y), epochs=2, batch_size=B, initial_epoch=3)  # returned {} untrained
+
+
+def test_progress_is_one_log_line_per_epoch_off_a_terminal_and_nothing_when_false(caplog):
+    # pytest's stderr is not a terminal: progress=True gives Keras verbose=2-style lines on the `jaxreg` logger
+    # (reference: the history fit returns, formatted as jaxreg.progress.epoch_line documents).
+    kwargs = dict(epochs=2, batch_size=B, val_data=(XV, YV), eval_step=EVAL)
+    with caplog.at_level("INFO", logger="jaxreg"):
+        _, history = jr.fit(_state(), STEP, (X, Y), progress=True, **kwargs)
+        lines = [r.getMessage() for r in caplog.records if r.name == "jaxreg"]
+        assert [line.split(" (")[0] for line in lines] == [
+            f"fit: epoch {e + 1}/2 loss {history['train_loss'][e]:.4f} val_loss {history['val_loss'][e]:.4f}"
+            for e in range(2)]
+        caplog.clear()
+        states, histories = jr.fit_members(jr.stack_members([_state(0), _state(1)]), STEP, (X, Y), progress=True,
+                                           **kwargs)
+        (first, _) = [r.getMessage() for r in caplog.records if r.name == "jaxreg"]
+        mean = np.mean([h["val_loss"][0] for h in histories])
+        assert first.startswith("fit_members: epoch 1/2 members 2 (mean): loss ") and f"val_loss {mean:.4f}" in first
+        caplog.clear()
+        jr.fit(_state(), STEP, (X, Y), progress=False, **kwargs)
+        assert not [r for r in caplog.records if r.name == "jaxreg"]

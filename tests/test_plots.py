@@ -54,7 +54,7 @@ def test_training_curves_plot_train_and_validation_per_run():
         # Evaluation-mode training loss is preferred over the training-mode running mean.
         np.testing.assert_allclose(train.get_ydata(), run["history"]["train_eval_loss"])
         np.testing.assert_allclose(val.get_ydata(), run["history"]["val_loss"])
-        np.testing.assert_array_equal(train.get_xdata(), run["history"]["epoch"])
+        np.testing.assert_array_equal(train.get_xdata(), np.add(run["history"]["epoch"], 1))  # from 1, as tables
         assert ax.get_yscale() == "log"
     acc = jr.plots.training_curves(RUNS, metric="accuracy", columns=2)
     assert len(acc.axes) == 3  # 2x2 grid, the empty cell removed
@@ -118,7 +118,7 @@ def test_save_writes_a_deterministic_png_of_the_right_size(tmp_path):
 
 def test_comparison_figures_writes_every_figure(tmp_path):
     written = jr.plots.comparison_figures(RUNS, tmp_path)
-    assert list(written) == ["curves_loss", "curves_accuracy", "accuracy_gap", "weight_distributions",
+    assert list(written) == ["dashboard", "curves_loss", "curves_accuracy", "accuracy_gap", "weight_distributions",
                              "weight_norms", "overfitting_score"]
     for name, path in written.items():
         assert path == tmp_path / f"{name}.png"
@@ -140,3 +140,43 @@ def test_missing_values_and_bad_inputs():
         jr.plots.weight_norms(["none"])
     with pytest.raises(ValueError, match="neither 'weight_histogram' nor 'weights'"):
         jr.plots.weight_distributions([{"technique": "x"}])
+
+
+def test_dashboard_is_the_four_labelled_panels_of_the_single_figures(tmp_path):
+    from jaxreg.experiments.dashboard import dashboard
+
+    fig = dashboard(RUNS)
+    assert len(fig.axes) == 4
+    assert [ax.get_title() for ax in fig.axes] == ["Loss curves", "Final kernel-weight distribution",
+                                                   "Weight-norm evolution", "Overfitting score"]
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    loss, weights, norms, score = fig.axes
+    # The same data as the single figures (reference: weight_norms / overfitting_scores / weight_distributions).
+    single_norms = jr.plots.weight_norms(RUNS).axes[0].lines
+    for line, reference in zip(norms.lines, single_norms):
+        np.testing.assert_allclose(line.get_ydata(), reference.get_ydata())
+        np.testing.assert_array_equal(line.get_xdata(), reference.get_xdata())
+    np.testing.assert_allclose(score.lines[0].get_ydata(), RUNS[0]["history"]["overfitting_score"])
+    np.testing.assert_allclose(loss.lines[1].get_ydata(), RUNS[0]["history"]["val_loss"])
+    assert len(weights.patches) == len(RUNS)
+    path = jr.plots.save(fig, tmp_path / "dashboard.png", dpi=40)
+    assert _png_size(path.read_bytes()) == (400, 304)  # 10 x 7.6 inches at 40 dpi
+
+
+def test_epoch_axes_have_integer_ticks_and_accuracy_gap_says_when_labels_are_noisy():
+    from matplotlib.ticker import MaxNLocator
+
+    from jaxreg.experiments.dashboard import dashboard
+
+    axes = [*jr.plots.training_curves(RUNS).axes, *jr.plots.weight_norms(RUNS).axes,
+            *jr.plots.overfitting_scores(RUNS).axes, *jr.plots.plot_curves(RUNS, metrics=("loss",)).axes,
+            *[ax for ax in dashboard(RUNS).axes if ax.get_xlabel() == "epoch"]]
+    assert len(axes) == 3 + 1 + 1 + 1 + 3
+    for ax in axes:
+        assert ax.get_xlabel() == "epoch" and isinstance(ax.xaxis.get_major_locator(), MaxNLocator)
+        ticks = ax.get_xticks()
+        assert np.array_equal(ticks, np.round(ticks))  # no 2.5 epochs
+    clean = jr.plots.accuracy_gap(RUNS).axes[0]
+    noisy = jr.plots.accuracy_gap(RUNS, label_noise=0.2).axes[0]
+    assert "noisy" not in clean.get_title() + clean.get_ylabel()
+    assert "20% of the training labels are noisy" in noisy.get_title() and "noisy labels" in noisy.get_ylabel()

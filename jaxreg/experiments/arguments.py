@@ -39,7 +39,7 @@ class UsageError(ValueError):
 
 # Arguments that choose where and how loudly a run happens, not what it computes: they stay out of
 # results.json so that the file is identical for two output directories.
-COMMON_RESULT_EXCLUDES = ("out", "checkpoint_dir", "quiet", "experiment", "command")
+COMMON_RESULT_EXCLUDES = ("out", "checkpoint_dir", "quiet", "tensorboard", "experiment", "command")
 
 
 def _integer(text: str, minimum: int) -> int:
@@ -73,6 +73,27 @@ def fraction(text: str) -> float:
     return value
 
 
+class _TensorBoardFlag(argparse.Action):
+    """``--tensorboard``: a flag that checks at parse time, before any training, that its writer is installed."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        import importlib.util
+
+        from jaxreg._optional import require
+
+        try:  # find it without importing it (the writer is imported after training)
+            missing = importlib.util.find_spec("tensorboardX") is None
+        except ValueError:  # in sys.modules without a spec
+            missing = True
+        if missing:  # an ImportError naming the extra: the CLI prints it on one line and exits 1
+            require("tensorboardX", extra="tensorboard", user="--tensorboard")
+        setattr(namespace, self.dest, True)
+
+
 def add_common_arguments(
     parser: argparse.ArgumentParser,
     *,
@@ -84,9 +105,11 @@ def add_common_arguments(
 ) -> None:
     """Add the options every story shares, with the story's own defaults.
 
-    ``--dataset NAME``, ``--epochs N`` (>= 1), ``--batch-size B`` (>= 1), ``--seed S`` (>= 0), ``--out DIR``,
+    ``--dataset NAME`` (or ``PATH.npz``, a user's arrays), ``--task classification|regression`` (the task of an
+    ``.npz`` file, when its labels' dtype should not decide), ``--epochs N`` (>= 1), ``--batch-size B`` (>= 1),
+    ``--seed S`` (>= 0), ``--out DIR``,
     ``--checkpoint-dir DIR`` (default none), ``--data-dir DIR`` (TFDS data, default ``$TFDS_DATA_DIR``) and
-    ``--quiet``. Integer ranges are checked by argparse itself (a usage error, exit status 2).
+    ``--quiet``, ``--tensorboard``. Integer ranges are checked by argparse itself (a usage error, exit status 2).
 
     Args:
       parser: the story's ``argparse`` parser.
@@ -101,7 +124,11 @@ def add_common_arguments(
       >>> args.epochs, args.batch_size, args.dataset, args.quiet
       (5, 16, 'digits', False)
     """
-    parser.add_argument("--dataset", default=dataset, help=f"dataset name (default: {dataset}; see `jaxreg datasets`)")
+    parser.add_argument("--dataset", default=dataset,
+                        help=f"dataset name (default: {dataset}; see `jaxreg datasets`) or PATH.npz holding x_train, "
+                             "y_train, x_test, y_test (optionally x_val, y_val; else 20%% of train, seeded)")
+    parser.add_argument("--task", choices=("classification", "regression"), default=None,
+                        help="task of a PATH.npz dataset (default: from y's dtype: integers classify, floats regress)")
     parser.add_argument("--epochs", type=positive_int, default=epochs, help=f"training epochs (default: {epochs})")
     parser.add_argument("--batch-size", type=positive_int, default=batch_size,
                         help=f"global batch size, split over the devices (default: {batch_size})")
@@ -111,7 +138,10 @@ def add_common_arguments(
     parser.add_argument("--checkpoint-dir", default=None,
                         help="save a checkpoint every epoch here and resume from it (default: none)")
     parser.add_argument("--data-dir", default=None, help="TFDS data directory (default: $TFDS_DATA_DIR)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress: neither the bar (on a terminal) nor the per-epoch lines on stderr")
+    parser.add_argument("--tensorboard", action=_TensorBoardFlag,
+                        help="also write TensorBoard event files to OUT/tensorboard/ (needs jaxreg[tensorboard])")
 
 
 def prepare_directory(option: str, path: str | os.PathLike) -> Path:
@@ -159,8 +189,9 @@ def check_common_arguments(args: argparse.Namespace) -> None:
       args: the parsed namespace (from a parser that :func:`add_common_arguments` set up).
 
     Raises:
-      UsageError: for an unknown dataset (the message lists the known ones), a batch size that is not a
-        multiple of the number of devices used for data parallelism, or an output location (``--out``,
+      UsageError: for an unknown dataset (the message lists the known ones), an ``.npz`` file that is missing
+        or malformed (one line naming the file and the array), ``--task`` with a registered dataset, a batch size
+        that is not a multiple of the number of devices used for data parallelism, or an output location (``--out``,
         ``--checkpoint-dir``) that is not a directory that can be created and written
         (:func:`prepare_directory`).
 
@@ -175,11 +206,22 @@ def check_common_arguments(args: argparse.Namespace) -> None:
     """
     import jax
 
-    from jaxreg.experiments import data
+    from jaxreg.experiments import data, user_data
 
-    known = [i.name for i in data.list_datasets(data_dir=getattr(args, "data_dir", None))]
-    if args.dataset not in known:
-        raise UsageError(f"unknown dataset {args.dataset!r}; available datasets: {', '.join(known)}")
+    task = getattr(args, "task", None)
+    if user_data.is_npz_path(args.dataset):
+        user_data.set_task(args.dataset, task)  # every later data.info / data.load of the file agrees with --task
+        try:
+            data.info(args.dataset, task=task)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    else:
+        known = [i.name for i in data.list_datasets(data_dir=getattr(args, "data_dir", None))]
+        if args.dataset not in known:
+            raise UsageError(f"unknown dataset {args.dataset!r}; available datasets: {', '.join(known)}, "
+                             "or a path to an .npz file")
+        if task is not None:
+            raise UsageError(f"--task applies only to --dataset PATH.npz; {args.dataset!r} has its own task")
     count = jax.device_count()
     if args.batch_size % count:
         raise UsageError(
@@ -236,7 +278,10 @@ def check_story_arguments(args: argparse.Namespace, *, task: str = "classificati
     check_common_arguments(args)
     info = _data.info(args.dataset, data_dir=args.data_dir)
     if info.task != task:
-        raise UsageError(f"this experiment needs a {task} dataset, got {args.dataset!r} ({info.task})")
+        hint = ""
+        if info.source == "file":
+            hint = "; integer labels mean classification, float targets regression, --task overrides"
+        raise UsageError(f"this experiment needs a {task} dataset, got {args.dataset!r} ({info.task}{hint})")
     if image and len(info.input_shape) != 3:
         raise UsageError(f"this experiment needs image inputs, {args.dataset!r} has shape {info.input_shape}")
     if float_inputs and info.input_dtype != "float32":

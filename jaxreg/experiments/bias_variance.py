@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     report.log(args, f"bias_variance: {len(members)} members in one vmapped program ({args.epochs} epochs)")
     states, histories = sweep_fit(state, program.make_step, splits.train, hparams=hparams, epochs=args.epochs,
                                   batch_size=args.batch_size, val_data=splits.validation,
-                                  eval_step=program.eval_step, eval_train=True)
+                                  eval_step=program.eval_step, eval_train=True, progress=not args.quiet)
     test = runner.evaluate(program.member_eval, states, *splits.test)
 
     def point(index: int, sweep: str, strength: float) -> dict:
@@ -109,8 +109,10 @@ def run(args: argparse.Namespace) -> int:
         f"--seed {args.seed}`",
     ])
     figures = {"bias_variance.png": _plot(sweeps)}
+    logged = [{"technique": f"l2 {strength:g}, dropout {rate:g}", "member": i, "history": histories[i]}
+              for i, (strength, rate) in enumerate(members)]
     report.write_outputs(args.out, result, title="Bias and variance: sweeping L2 and dropout", report=body,
-                          figures=figures)
+                          figures=figures, histories=logged, tensorboard=args.tensorboard)
     print(report.format_table(rows, _COLUMNS))
     return 0
 

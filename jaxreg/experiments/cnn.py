@@ -28,7 +28,7 @@ import optax
 
 from jaxreg.augment import random_crop, random_flip
 from jaxreg.early_stopping import EarlyStopping
-from jaxreg.experiments import Experiment, UsageError, arguments, plots, programs, register, report, runner
+from jaxreg.experiments import Experiment, UsageError, arguments, dashboard, plots, programs, register, report, runner
 from jaxreg.experiments.models import RegularizedCNN
 from jaxreg.penalties import l2
 from jaxreg.select import kernel_mask
@@ -177,12 +177,14 @@ def run(args: argparse.Namespace) -> int:
         f"{augmentation}, early stopping (patience {args.patience}, best weights restored).",
         report.format_table(runs, _COLUMNS),
         comparison,
-        "![curves](curves.png)",
+        "![curves](curves.png)\n\n![dashboard](dashboard.png)",
         f"Reproduce: `jaxreg experiment cnn --dataset {args.dataset} --epochs {args.epochs} --seed {args.seed}`",
     ])
-    figures = {"curves.png": plots.plot_curves(runs, metrics=("accuracy", "loss"), mark_best=True,
+    figures = {"dashboard.png": dashboard.dashboard(runs, title=f"CNN on {args.dataset}"),
+               "curves.png": plots.plot_curves(runs, metrics=("accuracy", "loss"), mark_best=True,
                                                  title=f"CNN on {args.dataset}")}
     return report.publish(args.out, result, title="A regularized CNN", report=body, figures=figures,
+                          tensorboard=args.tensorboard,
                           columns=_COLUMNS)
 
 

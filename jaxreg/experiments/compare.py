@@ -71,6 +71,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import logging
 import math
 import re
 import sys
@@ -508,8 +509,11 @@ def run_compare(
     root = None if checkpoint_dir is None else _prepare_checkpoint_dir(checkpoint_dir, config)
     records = []
     for index, (label, recipe) in enumerate(techniques):
-        if progress and sys.stderr.isatty():
-            print(f"[{index + 1}/{len(techniques)}] {label}", file=sys.stderr)
+        if progress:  # which technique the bar or the log lines that follow belong to
+            if sys.stderr.isatty():
+                print(f"[{index + 1}/{len(techniques)}] {label}", file=sys.stderr)
+            else:
+                logging.getLogger("jaxreg").info("[%d/%d] %s", index + 1, len(techniques), label)
         start = time.perf_counter()
         directory = None if root is None else root / _slug(index, label)
         stopper = EarlyStopping(recipe.early_stopping) if recipe.early_stopping else None
@@ -613,7 +617,9 @@ def run(args: argparse.Namespace) -> int:
                          timings=per_technique)
     train_seconds = time.perf_counter() - start
     out = Path(args.out)
-    figures = plots.comparison_figures(result["runs"], out)
+    figures = plots.comparison_figures(result["runs"], out, label_noise=config.label_noise)
+    if args.tensorboard:  # history.csv is written with results.json (report.write_outputs)
+        report.write_tensorboard(out, result["runs"])
     columns = report.COMPARE_COLUMNS
     if any(run["skipped_steps"] for run in result["runs"]):  # say it where the numbers are read
         columns = (*columns, report.Column("skipped steps", "skipped_steps", str))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from jaxreg.experiments import Experiment, arguments, plots, programs, register, report, runner
+from jaxreg.experiments import Experiment, arguments, dashboard, plots, programs, register, report, runner
 
 __all__ = ["DEFAULT_HIDDEN_SIZES", "add_arguments", "run", "EXPERIMENT"]
 
@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     program = programs.sweep_program(info.num_outputs, hidden_sizes, learning_rate=args.learning_rate)
     report.log(args, f"dropout_mlp: training {labels} as one vmapped program ({args.epochs} epochs)")
     states, histories = runner.train_members(program, splits, members, seeds=[args.seed, args.seed],
-                                              epochs=args.epochs, batch_size=args.batch_size)
+                                              epochs=args.epochs, batch_size=args.batch_size,
+                                              progress=not args.quiet)
     runs = runner.member_records(program, states, histories, splits, labels, settings)
     config = arguments.config_of(args, hidden_sizes=list(hidden_sizes),
                                num_train=int(splits.train[1].shape[0]))
@@ -84,13 +85,15 @@ def run(args: argparse.Namespace) -> int:
         f"Dropout changes test accuracy by {drop['test_accuracy'] - base['test_accuracy']:+.4f} and the "
         "generalization gap (train - test accuracy) by "
         f"{drop['generalization_gap'] - base['generalization_gap']:+.4f}.",
-        "![curves](curves.png)",
+        "![curves](curves.png)\n\n![dashboard](dashboard.png)",
         f"Reproduce: `jaxreg experiment dropout_mlp --dataset {args.dataset} --epochs {args.epochs} "
         f"--seed {args.seed}`",
     ])
-    figures = {"curves.png": plots.plot_curves(runs, metrics=("accuracy", "loss"),
+    figures = {"dashboard.png": dashboard.dashboard(runs, title=f"MLP {architecture} on {args.dataset}"),
+               "curves.png": plots.plot_curves(runs, metrics=("accuracy", "loss"),
                                                  title=f"MLP {architecture} on {args.dataset}")}
     return report.publish(args.out, result, title="Dropout in an MLP", report=body, figures=figures,
+                          tensorboard=args.tensorboard,
                           columns=_COLUMNS)
 
 

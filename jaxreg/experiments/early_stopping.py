@@ -29,6 +29,7 @@ from jaxreg.experiments import (
     UsageError,
     arguments,
     keys,
+    dashboard,
     plots,
     programs,
     records,
@@ -45,6 +46,8 @@ _COLUMNS = report.columns(
     ("train acc", "train_accuracy", ".4f"), ("val loss", "val_loss", ".4f"), ("test loss", "test_loss", ".4f"),
     ("test acc", "test_accuracy", ".4f"), ("gap", "generalization_gap", "+.4f"),
 )
+# Tables and figures count epochs from 1 (results.json's best_epoch counts from 0, like fit's history).
+_COLUMNS[2] = _COLUMNS[2]._replace(format=lambda epoch: str(epoch + 1))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -144,12 +147,13 @@ def run(args: argparse.Namespace) -> int:
         summary,
         f"In hindsight the fixed run's validation loss was lowest at epoch {hindsight + 1}. Epochs are counted from 1 "
         "here and in the figure (`best_epoch` in results.json counts from 0).",
-        "![early stopping](early_stopping.png)",
+        "![early stopping](early_stopping.png)\n\n![dashboard](dashboard.png)",
         f"Reproduce: `jaxreg experiment early_stopping --dataset {args.dataset} --epochs {args.epochs} "
         f"--patience {args.patience} --seed {args.seed}`",
     ])
-    figures = {"early_stopping.png": _plot(fixed, restored)}
+    figures = {"early_stopping.png": _plot(fixed, restored), "dashboard.png": dashboard.dashboard(runs)}
     return report.publish(args.out, result, title="Early stopping", report=body, figures=figures,
+                          tensorboard=args.tensorboard,
                           columns=_COLUMNS)
 
 
@@ -166,7 +170,7 @@ def _plot(fixed: dict, stopped: dict):
         ax.axvline(stopped["best_epoch"] + 1, color="C2", linestyle=":", label="best epoch (restored)")
         if stopped["epochs_run"] < len(epochs):
             ax.axvline(stopped["epochs_run"], color="C3", linestyle="-.", label="early stop")
-        ax.set_xlabel("epoch")
+        plots.epoch_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     ax_loss.set_title("Loss of the fixed-epoch run", fontsize=10)

@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                       f"one vmapped program ({args.epochs} epochs)")
     states, histories = kfold_fit(state, program.make_step, (x, y), k=args.folds, epochs=args.epochs,
                                   batch_size=args.batch_size, eval_step=program.eval_step, hparams=hparams,
-                                  key=jax.random.fold_in(jax.random.key(args.seed), _FOLD_STREAM))
+                                  key=jax.random.fold_in(jax.random.key(args.seed), _FOLD_STREAM),
+                                  progress=not args.quiet)
     test = runner.evaluate(program.member_eval, states, *splits.test)
     members, settings = [], []
     for g, (rate, strength) in enumerate(grid):
@@ -140,8 +141,11 @@ def run(args: argparse.Namespace) -> int:
         f"Reproduce: `jaxreg experiment kfold --dataset {args.dataset} --epochs {args.epochs} --seed {args.seed}`",
     ])
     figures = {"kfold.png": _plot(settings, rates, strengths)}
+    logged = [{"technique": f"dropout {rate:g}, l2 {strength:g}", "member": g * args.folds + f, "fold": f,
+               "history": histories[g * args.folds + f]}
+              for g, (rate, strength) in enumerate(grid) for f in range(args.folds)]
     report.write_outputs(args.out, result, title="k-fold cross-validation of dropout and L2", report=body,
-                          figures=figures)
+                          figures=figures, histories=logged, tensorboard=args.tensorboard)
     print(report.format_table(settings, _COLUMNS))
     print(f"best (CV): dropout {best['dropout_rate']:g}, L2 {best['l2']:g}, CV accuracy {best['cv_accuracy']:.4f}, "
           f"test accuracy {best['test_accuracy']:.4f}")

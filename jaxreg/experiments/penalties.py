@@ -32,7 +32,7 @@ import argparse
 import jax
 import numpy as np
 
-from jaxreg.experiments import Experiment, arguments, plots, programs, records, register, report, runner
+from jaxreg.experiments import Experiment, arguments, dashboard, plots, programs, records, register, report, runner
 
 __all__ = ["TECHNIQUES", "THRESHOLDS", "add_arguments", "run", "EXPERIMENT"]
 
@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     program = programs.sweep_program(info.num_outputs, hidden_sizes, learning_rate=args.learning_rate)
     report.log(args, f"penalties: training {', '.join(TECHNIQUES)} as one vmapped program ({args.epochs} epochs)")
     states, histories = runner.train_members(program, splits, members, seeds=[args.seed] * len(TECHNIQUES),
-                                              epochs=args.epochs, batch_size=args.batch_size)
+                                              epochs=args.epochs, batch_size=args.batch_size,
+                                              progress=not args.quiet)
     runs = runner.member_records(program, states, histories, splits, TECHNIQUES, members)
     params = jax.device_get(states.params)
     for i, record in enumerate(runs):
@@ -114,12 +115,14 @@ def run(args: argparse.Namespace) -> int:
         f"{prox['exact_zeros']} ({prox['sparsity']:.1%}). A subgradient step moves a weight by "
         "`lr * sign(w)`-like amounts and jumps over 0; the proximal step (soft-thresholding) sets every weight "
         "within the threshold to exactly 0.0.",
-        "![fraction of small weights](sparsity.png)\n\n![weight histograms](weights.png)",
+        "![fraction of small weights](sparsity.png)\n\n![weight histograms](weights.png)\n\n"
+        "![dashboard](dashboard.png)",
         f"Reproduce: `jaxreg experiment penalties --dataset {args.dataset} --epochs {args.epochs} --seed {args.seed}`",
     ])
-    figures = {"sparsity.png": _plot_fractions(runs),
+    figures = {"sparsity.png": _plot_fractions(runs), "dashboard.png": dashboard.dashboard(runs),
                "weights.png": plots.weight_distributions(runs, columns=len(runs))}
     return report.publish(args.out, result, title="L1, L2, elastic net and proximal L1", report=body, figures=figures,
+                          tensorboard=args.tensorboard,
                           columns=_COLUMNS)
 
 

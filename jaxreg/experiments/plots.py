@@ -39,6 +39,7 @@ from jaxreg._optional import require
 require("matplotlib", extra="plots", user="jaxreg.experiments.plots")
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 __all__ = [
     "training_curves",
@@ -49,6 +50,7 @@ __all__ = [
     "save",
     "comparison_figures",
     "new_figure",
+    "epoch_axis",
     "plot_curves",
     "as_floats",
 ]
@@ -85,8 +87,29 @@ def _series(history: Mapping[str, Sequence], key: str) -> np.ndarray:
 
 
 def _epochs(history: Mapping[str, Sequence], length: int) -> np.ndarray:
+    # Figures count epochs from 1, like the tables and history.csv (fit's history counts from 0).
     epochs = history.get("epoch")
-    return np.asarray(epochs[:length]) if epochs is not None else np.arange(length)
+    return np.asarray(epochs[:length]) + 1 if epochs is not None else np.arange(1, length + 1)
+
+
+def epoch_axis(ax: Any, label: str = "epoch", **label_kwargs: Any) -> None:
+    """Label ``ax``'s x axis as epochs and put its ticks on whole numbers (no ``2.5`` epochs).
+
+    Args:
+      ax: a matplotlib Axes whose x values are epochs (counted from 1).
+      label: the axis label.
+      **label_kwargs: passed to ``ax.set_xlabel`` (e.g. ``fontsize=8``).
+
+    Example:
+      >>> from jaxreg.experiments.plots import epoch_axis, new_figure
+      >>> figure, (ax,) = new_figure()
+      >>> _ = ax.plot([1, 2, 3], [0.5, 0.4, 0.3])
+      >>> epoch_axis(ax)
+      >>> ax.get_xlabel(), all(float(t).is_integer() for t in ax.get_xticks())
+      ('epoch', True)
+    """
+    ax.set_xlabel(label, **label_kwargs)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def training_curves(runs: Sequence[Run], *, metric: str = "loss", columns: int = 4) -> Figure:
@@ -130,7 +153,7 @@ def training_curves(runs: Sequence[Run], *, metric: str = "loss", columns: int =
             val = _series(history, f"val_{metric}")
             ax.plot(_epochs(history, len(val)), val, color=_VAL_COLOR, label="validation")
         ax.set_title(str(run["technique"]), fontsize=9)
-        ax.set_xlabel("epoch", fontsize=8)
+        epoch_axis(ax, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         if metric == "loss":
@@ -144,13 +167,16 @@ def training_curves(runs: Sequence[Run], *, metric: str = "loss", columns: int =
 
 
 def accuracy_gap(runs: Sequence[Run], *, train_key: str = "train_accuracy",
-                 test_key: str = "test_accuracy") -> Figure:
+                 test_key: str = "test_accuracy", label_noise: float = 0.0) -> Figure:
     """Train and test accuracy per run as paired bars, with the gap (train - test, in points) above them.
 
     Args:
       runs: run records with ``technique`` and the two accuracy keys (fractions in [0, 1]).
       train_key: key of the training accuracy.
       test_key: key of the test (or validation) accuracy.
+      label_noise: the fraction of training labels replaced by random ones (``--label-noise``); when
+        positive, the title and the y label say that train accuracy is measured against the noisy labels
+        (a model that ignores the noise scores about ``1 - label_noise`` there, so its gap is negative).
 
     Returns:
       A Figure with one Axes holding ``2 * len(runs)`` bars and one gap label per run.
@@ -181,11 +207,17 @@ def accuracy_gap(runs: Sequence[Run], *, train_key: str = "train_accuracy",
     low = max(0.0, 10 * math.floor((min(train.min(), test.min()) - 5) / 10))
     ax.set_ylim(low, 104)
     ax.set_xticks(x, [str(r["technique"]) for r in runs], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("accuracy (%)", fontsize=8)
+    title = "Train vs. test accuracy and generalization gap (points)"
+    ylabel = "accuracy (%)"
+    if label_noise > 0:
+        title += (f"\n{label_noise:.0%} of the training labels are noisy; a model that\n"
+                  f"ignores the noise scores ~{1 - label_noise:.0%} train acc. (a negative gap)")
+        ylabel = "accuracy (%; train: vs. the noisy labels)"
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title("Train vs. test accuracy and generalization gap (points)", fontsize=9)
+    ax.set_title(title, fontsize=9)
     return fig
 
 
@@ -281,7 +313,7 @@ def weight_norms(runs: Sequence[Run]) -> Figure:
         norms = _total_norm(run["history"])
         if norms.size:
             ax.plot(_epochs(run["history"], len(norms)), norms, label=str(run["technique"]))
-    ax.set_xlabel("epoch", fontsize=8)
+    epoch_axis(ax, fontsize=8)
     ax.set_ylabel("total kernel L2 norm", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
@@ -325,7 +357,7 @@ def overfitting_scores(runs: Sequence[Run]) -> Figure:
     labelled = bool(ax.lines)
     ax.axhline(1.0, color="gray", linestyle="--", linewidth=0.8)
     ax.set_yscale("log")
-    ax.set_xlabel("epoch", fontsize=8)
+    epoch_axis(ax, fontsize=8)
     ax.set_ylabel("validation loss / training loss", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
@@ -364,10 +396,12 @@ def save(fig: Figure, path: str | os.PathLike, *, dpi: int = 100) -> Path:
     return path
 
 
-def comparison_figures(runs: Sequence[Run], out_dir: str | os.PathLike, *, dpi: int = 100) -> dict[str, Path]:
-    """Write the five figures of a comparison into ``out_dir`` and return ``{name: path}``.
+def comparison_figures(runs: Sequence[Run], out_dir: str | os.PathLike, *, dpi: int = 100,
+                       label_noise: float = 0.0) -> dict[str, Path]:
+    """Write the figures of a comparison into ``out_dir`` and return ``{name: path}``.
 
-    Files: ``curves_loss.png``, ``curves_accuracy.png`` (:func:`training_curves`), ``accuracy_gap.png``,
+    Files: ``dashboard.png`` (the 2x2 overview, :func:`jaxreg.experiments.dashboard.dashboard`),
+    ``curves_loss.png``, ``curves_accuracy.png`` (:func:`training_curves`), ``accuracy_gap.png``,
     ``weight_distributions.png``, ``weight_norms.png``, ``overfitting_score.png``. A figure whose inputs
     the records lack (no accuracy, no weight histogram, no weight norms or overfitting score in any history)
     is skipped.
@@ -376,6 +410,7 @@ def comparison_figures(runs: Sequence[Run], out_dir: str | os.PathLike, *, dpi: 
       runs: run records (see the module docstring).
       out_dir: the directory to write into (created if needed).
       dpi: resolution.
+      label_noise: the fraction of noisy training labels, said in ``accuracy_gap.png`` (:func:`accuracy_gap`).
 
     Returns:
       The written files by figure name, in the order above.
@@ -392,15 +427,19 @@ def comparison_figures(runs: Sequence[Run], out_dir: str | os.PathLike, *, dpi: 
       ...     print(sorted(jr.plots.comparison_figures(runs, tmp)))
       ['accuracy_gap', 'curves_loss', 'overfitting_score']
     """
+    from jaxreg.experiments.dashboard import dashboard, has_dashboard_data
+
     runs = _check_runs(runs)
     out = Path(out_dir)
     figures: dict[str, Figure] = {}
+    if has_dashboard_data(runs):
+        figures["dashboard"] = dashboard(runs)
     if all("history" in r for r in runs):
         figures["curves_loss"] = training_curves(runs, metric="loss")
         if all(any(k.endswith("_accuracy") for k in r["history"]) for r in runs):
             figures["curves_accuracy"] = training_curves(runs, metric="accuracy")
     if all("train_accuracy" in r and "test_accuracy" in r for r in runs):
-        figures["accuracy_gap"] = accuracy_gap(runs)
+        figures["accuracy_gap"] = accuracy_gap(runs, label_noise=label_noise)
     if all("weight_histogram" in r or "weights" in r for r in runs):
         figures["weight_distributions"] = weight_distributions(runs)
     histories = [r["history"] for r in runs if "history" in r]
@@ -445,7 +484,7 @@ def plot_curves(runs: Sequence[Mapping[str, Any]], *, metrics: Sequence[str] = (
             if mark_best and run.get("best_epoch") is not None:
                 best = run["best_epoch"]
                 ax.plot([best + 1], [as_floats(history[f"val_{metric}"])[best]], "o", color=color)
-        ax.set_xlabel("epoch")
+        epoch_axis(ax)
         ax.set_ylabel(f"{metric} (dashed: train, solid: val.)", fontsize=9)
         if metric == "loss":
             ax.set_yscale("log")

@@ -1,4 +1,4 @@
-"""Writing an experiment's results: canonical ``results.json``, ``timing.json``, a text table, ``report.md``.
+"""Writing an experiment's results: canonical ``results.json``, ``timing.json``, a text table, ``report.md``, logs.
 
 ``results.json`` is a pure function of the computation: keys sorted, floats written with Python's
 shortest round-trip ``repr`` (so bitwise-identical params give byte-identical files), NaN/inf written as
@@ -35,6 +35,7 @@ __all__ = [
     "config_markdown",
     "log",
     "write_outputs",
+    "write_tensorboard",
     "publish",
 ]
 
@@ -258,8 +259,12 @@ def log(args: argparse.Namespace, message: str) -> None:
 
 
 def write_outputs(out: str | os.PathLike, result: Mapping[str, Any], *, title: str, report: str,
-                  figures: Mapping[str, Any] = ()) -> list[Path]:
-    """Write ``results.json`` (:func:`write_json`, byte-stable), ``report.md`` and figures.
+                  figures: Mapping[str, Any] = (), histories: Sequence[Mapping[str, Any]] | None = None,
+                  tensorboard: bool = False) -> list[Path]:
+    """Write ``results.json`` (:func:`write_json`, byte-stable), ``report.md``, figures and the training logs.
+
+    The logs (:mod:`jaxreg.experiments.logs`): ``history.csv`` (one row per run x epoch, epochs from 1,
+    byte-stable) and, with ``tensorboard``, TensorBoard event files under ``<out>/tensorboard/<run>/``.
 
     Args:
       out: the output directory (created).
@@ -268,11 +273,22 @@ def write_outputs(out: str | os.PathLike, result: Mapping[str, Any], *, title: s
       report: the Markdown body of ``report.md`` (after the title).
       figures: ``{file name: matplotlib Figure}``; each is saved as a PNG in ``out``
         (:func:`jaxreg.experiments.plots.save`, no timestamps).
+      histories: the runs whose histories the logs hold: mappings with ``technique`` and ``history`` (and
+        ``member``/``fold``/``seed``); default: the records of ``result["runs"]`` that have a ``history``.
+      tensorboard: also write TensorBoard event files (``--tensorboard``; needs the ``tensorboard`` extra).
 
     Returns:
       The paths written.
+
+    Example:
+      >>> import os, tempfile
+      >>> from jaxreg.experiments.report import write_outputs
+      >>> runs = [{"technique": "none", "history": {"epoch": [0], "val_loss": [0.5]}}]
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     print([p.name for p in write_outputs(tmp, {"runs": runs}, title="T", report="body")])
+      ['results.json', 'report.md', 'history.csv']
     """
-    from jaxreg.experiments import plots
+    from jaxreg.experiments import logs, plots
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -282,20 +298,53 @@ def write_outputs(out: str | os.PathLike, result: Mapping[str, Any], *, title: s
     written.append(path)
     for name, figure in dict(figures).items():
         written.append(plots.save(figure, out / name, dpi=figure.dpi))
+    if histories is None:
+        histories = [run for run in result.get("runs", ()) if isinstance(run, Mapping) and "history" in run]
+    if histories:
+        written.append(logs.write_history_csv(out / "history.csv", histories))
+        if tensorboard:
+            written.extend(logs.write_tensorboard(out / "tensorboard", histories))
     return written
 
 
+def write_tensorboard(out: str | os.PathLike, runs: Sequence[Mapping[str, Any]]) -> list[Path]:
+    """Write the TensorBoard event files of ``runs`` under ``<out>/tensorboard/<run>/`` (``--tensorboard``).
+
+    Args:
+      out: the story's output directory.
+      runs: mappings with ``technique`` and ``history`` (run records).
+
+    Returns:
+      The run directories written (:func:`jaxreg.experiments.logs.write_tensorboard`).
+
+    Raises:
+      ImportError: tensorboardX is not installed (the message names the ``tensorboard`` extra).
+
+    Example:
+      >>> import tempfile
+      >>> from jaxreg.experiments.report import write_tensorboard
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     print([p.name for p in write_tensorboard(tmp, [{"technique": "l2", "history": {"val_loss": [0.5]}}])])
+      ['00-l2']
+    """
+    from jaxreg.experiments import logs
+
+    return logs.write_tensorboard(Path(out) / "tensorboard", runs)
+
+
 def publish(out: str | os.PathLike, result: Mapping[str, Any], *, title: str, report: str,
-            figures: Mapping[str, Any] = (), columns: Sequence[Column] = COMPARE_COLUMNS) -> int:
+            figures: Mapping[str, Any] = (), columns: Sequence[Column] = COMPARE_COLUMNS,
+            histories: Sequence[Mapping[str, Any]] | None = None, tensorboard: bool = False) -> int:
     """The end of a story: :func:`write_outputs`, then the runs' table (``columns``) on stdout; returns 0.
 
     Args:
-      out, result, title, report, figures: as :func:`write_outputs`.
+      out, result, title, report, figures, histories, tensorboard: as :func:`write_outputs`.
       columns: the table's columns (:func:`columns`).
 
     Returns:
       0, the story's exit status.
     """
-    write_outputs(out, result, title=title, report=report, figures=figures)
+    write_outputs(out, result, title=title, report=report, figures=figures, histories=histories,
+                  tensorboard=tensorboard)
     print(format_table(result["runs"], columns))
     return 0

@@ -201,7 +201,7 @@ def train_run(label: str, program: Program, splits: Splits, *, seed: int, epochs
       splits: the data.
       seed: :func:`init_key` (seed) initializes, :func:`train_key` (seed) is the state's key.
       epochs, batch_size, early_stopping, monitor, on_epoch_end: as :func:`jaxreg.fit`.
-      progress: show fit's progress bar (on a terminal).
+      progress: report every epoch: fit's bar on a terminal, else one log line per epoch (:mod:`jaxreg.progress`).
       settings: JSON-ready description of the run's regularizers.
       mesh: replicate the state over this ``jax.sharding.Mesh`` (the data were placed by :func:`load_splits`).
       checkpoint_dir: checkpoint every epoch there and resume from what it holds
@@ -277,11 +277,12 @@ def member_states(program: SweepProgram, x: jax.Array, seeds: Sequence[int],
 
 def train_members(program: SweepProgram, splits: Splits, members: Sequence[Mapping[str, float]], *,
                   seeds: Sequence[int], epochs: int, batch_size: int, batch_norm: Sequence[bool] | None = None,
-                  ) -> tuple[Any, list[dict[str, list]]]:
+                  progress: bool = False) -> tuple[Any, list[dict[str, list]]]:
     """Train every member (hyperparameters ``members[i]``, seed ``seeds[i]``) as one vmapped program.
 
     A thin layer over :func:`jaxreg.fit_members`: validation after every epoch, the training set evaluated
-    in evaluation mode when it has at most 10000 examples.
+    in evaluation mode when it has at most 10000 examples; ``progress`` as :func:`jaxreg.fit_members`' (a bar
+    on a terminal, else one log line per epoch with the members' mean losses).
 
     Returns:
       ``(states, histories)`` of :func:`jaxreg.fit_members`.
@@ -290,7 +291,7 @@ def train_members(program: SweepProgram, splits: Splits, members: Sequence[Mappi
     eval_train = int(splits.train[1].shape[0]) <= EVAL_TRAIN_LIMIT
     return fit_members(states, program.make_step, splits.train, epochs=epochs, batch_size=batch_size,
                        hparams=sweep_hparams(members), val_data=splits.validation, eval_step=program.eval_step,
-                       eval_train=eval_train)
+                       eval_train=eval_train, progress=progress)
 
 
 def member_records(program: SweepProgram, states: Any, histories: Sequence[Mapping[str, list]], splits: Splits,
