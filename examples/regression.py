@@ -2,9 +2,9 @@
 
 ``diabetes`` (scikit-learn's bundled 442 patients, 10 features, disease progression after a year; 300 training
 examples; features and target standardized with the training statistics, so an MSE of 1 is the target's
-variance). An MLP trained with Adam (learning rate 0.01, batch 10) on the squared error, four ways. ``jaxreg.flax.linen.BatchNorm`` keeps its
-running statistics in the ``batch_stats`` collection, which ``jr.linen_apply`` threads through the step as
-the model state.
+variance). An MLP trained with Adam (learning rate 0.01, batch 10) on the squared error, four ways.
+``jaxreg.flax.linen.BatchNorm`` keeps its running statistics in the ``batch_stats`` collection, which
+``jr.linen_apply`` threads through the step as the model state.
 
     python examples/regression.py           # 128-128 MLP, 50 epochs
     python examples/regression.py --tiny    # a smoke test

@@ -21,7 +21,7 @@ import optax
 import pytest
 
 from jaxreg import experiments
-from jaxreg.experiments import UsageError, compare, models, programs, report, runner
+from jaxreg.experiments import UsageError, compare, models, programs, report, runner, technique_programs
 from jaxreg.experiments.compare import CompareConfig, Recipe, parse_techniques, run_compare
 
 SEEDS = (0, 1)
@@ -172,7 +172,7 @@ def test_label_noise_flips_exactly_the_fraction_to_other_classes():
 
 def test_sgd_chain_with_decoupled_weight_decay_matches_numpy():
     """Reference: v = 0.9 v + g; w -= lr * (v + rate * w) on kernels only (biases not decayed)."""
-    tx = compare._optimizer(Recipe(weight_decay=0.1), "sgd", 0.05)
+    tx = technique_programs._optimizer(Recipe(weight_decay=0.1), "sgd", 0.05)
     params = {"dense": {"kernel": jnp.array([[1.0, -2.0]]), "bias": jnp.array([0.5, 0.5])}}
     grads = {"dense": {"kernel": jnp.array([[0.3, 0.1]]), "bias": jnp.array([1.0, -1.0])}}
     state = tx.init(params)
@@ -188,7 +188,7 @@ def test_sgd_chain_with_decoupled_weight_decay_matches_numpy():
 
 def test_max_norm_projects_dense_columns_and_conv_channels():
     """Reference: numpy norms of dense kernel columns / conv output channels are capped at the max norm."""
-    tx = compare._optimizer(Recipe(max_norm=0.5), "sgd", 0.05)
+    tx = technique_programs._optimizer(Recipe(max_norm=0.5), "sgd", 0.05)
     params = {"Conv_0": {"kernel": jnp.ones((3, 3, 1, 2))}, "Dense_0": {"kernel": jnp.ones((4, 3)),
                                                                         "bias": jnp.full(3, 9.0)}}
     zeros = jax.tree.map(jnp.zeros_like, params)
@@ -208,7 +208,7 @@ def test_augmentation_shifts_training_batches_only():
         seen.append(x)
         return x, model_state
 
-    apply = programs.with_augmentation(apply_fn, compare._shift_images)
+    apply = programs.with_augmentation(apply_fn, technique_programs._shift_images)
     x = jax.random.uniform(jax.random.key(0), (16, 8, 8, 1)) + 0.1
     apply({}, {}, x, key=jax.random.key(1), training=True)
     apply({}, {}, x, key=None, training=False)
@@ -291,8 +291,8 @@ def test_report_table_and_canonical_json():
 def test_traced_techniques_share_one_compilation_and_match_their_own_programs(monkeypatch):
     """Penalties, dropout and batch norm on the MLP train through ONE compiled epoch program (their values
     traced); a run is the same whether it goes through the shared program or a program of its own (reference:
-    compare's per-technique build, `_cached_program`), to float tolerance; a run without batch norm is recorded
-    without the switched-off layers' parameters."""
+    the per-technique build, `technique_programs._cached_program`), to float tolerance; a run without batch
+    norm is recorded without the switched-off layers' parameters."""
     from jaxreg import loop
 
     config = CompareConfig(techniques=("none", "l2=1e-3+proximal_l1", "batchnorm"), epochs=2, hidden_sizes=(16,),
@@ -301,11 +301,11 @@ def test_traced_techniques_share_one_compilation_and_match_their_own_programs(mo
     shared = run_compare(config)["runs"]
     assert loop._epoch_program._cache_size() - before <= 1  # 0 when an earlier test compiled it
     _, info = compare._check_config(config)
-    assert all(compare._traced(recipe, config, info) for _, recipe in parse_techniques("none,l2,batchnorm"))
-    assert not compare._traced(parse_techniques("max_norm")[0][1], config, info)
+    assert all(technique_programs.traced(recipe, "mlp", info) for _, recipe in parse_techniques("none,l2,batchnorm"))
+    assert not technique_programs.traced(parse_techniques("max_norm")[0][1], "mlp", info)
     assert shared[0]["num_params"] == 64 * 16 + 16 + 16 * 10 + 10  # no BatchNorm_* parameters in the record
     assert shared[2]["num_params"] == shared[0]["num_params"] + 2 * 16  # its scale and bias
-    monkeypatch.setattr(compare, "_traced", lambda *args: False)
+    monkeypatch.setattr(technique_programs, "traced", lambda *args: False)
     own = run_compare(dataclasses.replace(config, techniques=("l2=1e-3+proximal_l1",)))["runs"]
     for a, b in zip(shared[1:2], own):
         for key in ("train_loss", "test_loss", "kernel_l2_norm", "sparsity"):

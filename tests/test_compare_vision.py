@@ -13,7 +13,8 @@ import pytest
 import jaxreg as jr
 from jaxreg.experiments import UsageError
 from jaxreg.experiments import models as _models
-from jaxreg.experiments.compare import CompareConfig, _augment_hook, _model_options, run_compare
+from jaxreg.experiments.compare import CompareConfig, run_compare
+from jaxreg.experiments.technique_programs import _augment_hook, _model_options
 from jaxreg.experiments.techniques import Recipe, parse_techniques
 
 # One compiled program (~10-20 s of compilation on two cores) runs three of the techniques together with mixup's
@@ -101,11 +102,11 @@ def test_label_ops_alone_keep_the_whole_key():
 
 
 def test_drop_block_is_a_layer_after_each_conv_block():
-    options = _model_options(Recipe(drop_block=0.2), CompareConfig(model="cnn"))
+    options = _model_options(Recipe(drop_block=0.2), "cnn")
     assert options["drop_block_rate"] == 0.2 and options["drop_block_size"] == 3
     small = {"num_outputs": 10, "features": (4, 4), "dense_size": 8}
     model = _models.build_model("cnn", **small, **options)
-    plain = _models.build_model("cnn", **small, **_model_options(Recipe(), CompareConfig(model="cnn")))
+    plain = _models.build_model("cnn", **small, **_model_options(Recipe(), "cnn"))
     x, _ = _digits_like(4)
     variables = jax.eval_shape(lambda: plain.init(jax.random.key(0), x, train=False))
     assert jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False)) == variables  # no new variables

@@ -28,6 +28,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 
 # The last line each example prints, as a regular expression.
 EXPECTED = {
+    "augmentation": r"test accuracy 0\.\d{4}, mc_predict \(\d+ masks\) 0\.\d{4}",
     "dropout_mlp": r"test accuracy: no dropout 0\.\d{4}, dropout 0\.5 0\.\d{4}",
     "penalties": r"exact zeros: l1 (?P<l1>\d+\.\d+)%, proximal_l1 (?P<prox>\d+\.\d+)%",
     "regression": r"lowest test MSE: (none|dropout|batchnorm|dropout\+batchnorm) \d+\.\d{4}; "

@@ -31,6 +31,12 @@ Techniques (``--techniques``: comma-separated items; ``+`` combines techniques, 
     random_erasing      jr.random_erasing of the training images in the step (augment= hook; probability)
     rand_augment        jr.rand_augment of the training images in the step, 2 ops (magnitude bin, 1..30)
     trivial_augment     jr.trivial_augment of the training images in the step (no value)
+    rotation_zoom       jr.random_rotation (max degrees) then jr.random_zoom (factors 0.9-1.1) of the training
+                        images in the step (seed 004's augmentation)
+    group_lasso         c * jr.group_lasso of the dense kernels' output units (whole units to zero)
+    orthogonal          Keras OrthogonalRegularizer(c, mode="columns") on the dense kernels (jr.orthogonal)
+    batch_renorm        jr.batch_renorm after every hidden layer of the MLP (r_max 3, d_max 5)
+    drop_connect        jr.drop_connect of the MLP's hidden kernels, one mask per step (rate)
 
 e.g. ``--techniques none,l2=1e-3,dropout+batchnorm``.
 
@@ -56,20 +62,19 @@ program (:func:`jaxreg.experiments.programs.sweep_program`'s ``SweepMLP``: the c
 and the proximal strength are traced hyperparameters passed to :func:`jaxreg.fit`, batch norm a switch in the
 model state), so the default table compiles twice (with and without an early stopper) instead of nine times;
 each run is still trained alone, so a row does not depend on which other techniques are listed. Any other
-technique gets its own program (:func:`jaxreg.experiments.programs.build_program`, augmentation inside the
-step), built once per (technique, model, optimizer) and cached. **Devices**: the state is replicated and the data split over every visible device (:mod:`jaxreg.parallel`)
-when the device count divides the split sizes (else replicated); the batch size must be a multiple of the
-device count. **Checkpoints**: with ``--checkpoint-dir`` each technique checkpoints every epoch and a killed
-run, started again with the same arguments, resumes to the identical results. **Reproducibility**: every key
-comes from ``--seed`` (:mod:`jaxreg.experiments.keys`): equal arguments give a byte-identical
-``results.json``; timings go to ``timing.json`` only.
+technique gets its own program, built once per (technique, model, optimizer) and cached; both are built by
+:mod:`jaxreg.experiments.technique_programs`. **Devices**: the state is replicated and the data split over
+every visible device (:mod:`jaxreg.parallel`) when the device count divides the split sizes (else replicated);
+the batch size must be a multiple of the device count. **Checkpoints**: with ``--checkpoint-dir`` each
+technique checkpoints every epoch and a killed run, started again with the same arguments, resumes to the
+identical results. **Reproducibility**: every key comes from ``--seed`` (:mod:`jaxreg.experiments.keys`):
+equal arguments give a byte-identical ``results.json``; timings go to ``timing.json`` only.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -80,21 +85,14 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import optax
 
 from jaxreg import parallel
-from jaxreg.augment import cutmix, mixup, rand_augment, random_crop, random_erasing, trivial_augment
-from jaxreg.output_penalties import confidence_penalty
 from jaxreg.early_stopping import EarlyStopping
 from jaxreg.experiments import Experiment, UsageError, arguments, plots, programs, records, register, report, runner
 from jaxreg.experiments import data as _data
 from jaxreg.experiments import models as _models
+from jaxreg.experiments import technique_programs
 from jaxreg.experiments.techniques import DEFAULT_STRENGTHS, TECHNIQUES, Recipe, parse_techniques
-from jaxreg.penalties import activity_l2, elastic_net, l1, l2
-from jaxreg.select import kernel_mask
-from jaxreg.train import Penalty
-from jaxreg.transforms import max_norm, proximal_l1, weight_decay
 
 __all__ = [
     "TECHNIQUES",
@@ -119,7 +117,6 @@ DEFAULT_LABEL_NOISE = 0.2
 DEFAULT_HIDDEN_SIZES = (256, 256)
 DEFAULT_OUT = "runs/compare"
 OPTIMIZERS = ("sgd", "adam")
-_DROP_BLOCK_SIZE = 3  # DropBlock's square side: small enough for 8x8 digits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,36 +173,6 @@ class CompareConfig:
         return out
 
 
-def _check_combination(label: str, recipe: Recipe, config: CompareConfig, info: _data.DatasetInfo) -> None:
-    if recipe.spatial_dropout and config.model == "mlp":
-        raise UsageError(f"technique {label!r}: spatial_dropout needs feature maps; use --model cnn or transformer")
-    if recipe.batch_norm and config.model == "transformer":
-        raise UsageError(f"technique {label!r}: batchnorm is not used in the transformer (it has LayerNorm)")
-    if recipe.augment and len(info.input_shape) != 3:
-        raise UsageError(f"technique {label!r}: augment needs images, {info.name!r} has inputs {info.input_shape}")
-    if recipe.cutmix and len(info.input_shape) != 3:
-        raise UsageError(f"technique {label!r}: cutmix needs images, {info.name!r} has inputs {info.input_shape}")
-    if recipe.mixup and info.vocab_size is not None:
-        raise UsageError(f"technique {label!r}: mixup blends inputs, but {info.name!r} has token ids")
-    image_ops = [name for name in ("random_erasing", "rand_augment", "trivial_augment") if getattr(recipe, name)]
-    if image_ops and len(info.input_shape) != 3:
-        raise UsageError(f"technique {label!r}: {image_ops[0]} needs images, {info.name!r} has inputs "
-                         f"{info.input_shape}")
-    if (recipe.rand_augment or recipe.trivial_augment) and info.input_shape[-1] not in (1, 3):
-        raise UsageError(f"technique {label!r}: the policies' color ops need 1 or 3 channels, {info.name!r} has "
-                         f"{info.input_shape[-1]}")
-    if recipe.activity_l2 and config.model != "mlp":
-        raise UsageError(f"technique {label!r}: activity_l2 penalizes the MLP's hidden activations; use --model mlp")
-    if recipe.drop_path and config.model != "transformer":
-        raise UsageError(f"technique {label!r}: drop_path drops residual branches; only --model transformer has them")
-    if recipe.drop_block and config.model != "cnn":
-        raise UsageError(f"technique {label!r}: drop_block drops squares of convolutional feature maps; the "
-                         f"{config.model} model has none, use --model cnn")
-    if recipe.drop_block and min(info.input_shape[:2]) < _DROP_BLOCK_SIZE:
-        raise UsageError(f"technique {label!r}: drop_block's {_DROP_BLOCK_SIZE}x{_DROP_BLOCK_SIZE} blocks do not "
-                         f"fit {info.name!r}'s {info.input_shape[0]}x{info.input_shape[1]} feature maps")
-
-
 def _check_config(config: CompareConfig) -> tuple[tuple[tuple[str, Recipe], ...], _data.DatasetInfo]:
     """Every check that needs no data: raise UsageError before anything is loaded or trained."""
     techniques = parse_techniques(",".join(config.techniques))
@@ -232,209 +199,14 @@ def _check_config(config: CompareConfig) -> tuple[tuple[tuple[str, Recipe], ...]
     if config.model == "cnn" and len(info.input_shape) != 3:
         raise UsageError(f"model 'cnn' needs images, {config.dataset!r} has inputs {info.input_shape}")
     for label, recipe in techniques:
-        _check_combination(label, recipe, config, info)
+        technique_programs.check_combination(label, recipe, config.model, info)
     return techniques, info
 
 
-def _model_options(recipe: Recipe, config: CompareConfig) -> dict[str, Any]:
-    if config.model == "mlp":
-        return {"hidden_sizes": tuple(config.hidden_sizes), "dropout_rate": recipe.dropout,
-                "dropout_kind": recipe.dropout_kind, "batch_norm": recipe.batch_norm}
-    if config.model == "cnn":
-        return {"dropout_rate": recipe.dropout, "dropout_kind": recipe.dropout_kind,
-                "spatial_dropout_rate": recipe.spatial_dropout, "batch_norm": recipe.batch_norm,
-                "drop_block_rate": recipe.drop_block, "drop_block_size": _DROP_BLOCK_SIZE}
-    if recipe.dropout_kind != "dropout":
-        raise UsageError("gaussian_dropout is not available in the transformer; use dropout")
-    return {"dropout_rate": recipe.dropout, "embedding_dropout_rate": recipe.spatial_dropout,
-            "drop_path_rate": recipe.drop_path}
-
-
-def _dense_kernels(params: Any) -> Any:
-    return jax.tree.map(lambda keep, leaf: keep and leaf.ndim == 2, kernel_mask(params), params)
-
-
-def _conv_kernels(params: Any) -> Any:
-    return jax.tree.map(lambda keep, leaf: keep and leaf.ndim == 4, kernel_mask(params), params)
-
-
-def _optimizer(recipe: Recipe, optimizer: str, learning_rate: float) -> optax.GradientTransformation:
-    # optax.sgd(lr, momentum=0.9) / optax.adam(lr), written out so that weight decay can sit between the
-    # scaling and the learning rate (decoupled), and the projections come last.
-    parts = [optax.trace(decay=0.9) if optimizer == "sgd" else optax.scale_by_adam()]
-    if recipe.weight_decay:
-        parts.append(weight_decay(recipe.weight_decay))
-    parts.append(optax.scale_by_learning_rate(learning_rate))
-    if recipe.proximal_l1:
-        parts.append(proximal_l1(recipe.proximal_l1, learning_rate=learning_rate, mask=kernel_mask))
-    if recipe.max_norm:
-        # Keras MaxNorm units: columns of dense kernels, output channels of conv kernels.
-        parts.append(max_norm(recipe.max_norm, axis=0, mask=_dense_kernels))
-        parts.append(max_norm(recipe.max_norm, axis=(0, 1, 2), mask=_conv_kernels))
-    return optax.chain(*parts)
-
-
-def _penalties(recipe: Recipe) -> list[Penalty]:
-    out = []
-    if recipe.l1:
-        out.append(Penalty(l1, recipe.l1, kernel_mask))
-    if recipe.l2:
-        out.append(Penalty(l2, recipe.l2, kernel_mask))
-    if recipe.elastic_net:
-        out.append(Penalty(functools.partial(elastic_net, alpha=recipe.elastic_net, l1_ratio=0.5), 1.0, kernel_mask))
-    return out
-
-
-def _shift_images(key: jax.Array, x: jax.Array) -> jax.Array:
-    return random_crop(key, x, padding=1)
-
-
-def _image_hook(recipe: Recipe):
-    """``augment_images(key, x) -> x`` for the image techniques (policy, then erasing), or None."""
-    ops = []
-    if recipe.rand_augment:
-        ops.append(functools.partial(rand_augment, magnitude=recipe.rand_augment))
-    if recipe.trivial_augment:
-        ops.append(trivial_augment)
-    if recipe.random_erasing:
-        ops.append(functools.partial(random_erasing, probability=recipe.random_erasing))
-    if not ops:
-        return None
-
-    def augment_images(key, x):
-        for op_key, op in zip(jax.random.split(key, len(ops)), ops):
-            x = op(op_key, x)
-        return x
-
-    return augment_images
-
-
-def _label_hook(recipe: Recipe, num_classes: int):
-    """The engine's ``augment(key, x, y)`` for the label-changing techniques, or None."""
-    if not (recipe.mixup or recipe.cutmix or recipe.label_smoothing):
-        return None
-
-    def augment(key, x, y):
-        soft = jax.nn.one_hot(y, num_classes, dtype=jnp.float32)
-        if recipe.label_smoothing:
-            soft = optax.smooth_labels(soft, recipe.label_smoothing)
-        if recipe.mixup:
-            return mixup(key, x, soft, recipe.mixup)
-        if recipe.cutmix:
-            return cutmix(key, x, soft, recipe.cutmix)
-        return x, soft
-
-    return augment
-
-
-def _augment_hook(recipe: Recipe, num_classes: int):
-    """The engine's one ``augment(key, x, y)``: the image ops, then the label ops; None without either."""
-    images, labels = _image_hook(recipe), _label_hook(recipe, num_classes)
-    if images is None:
-        return labels  # the label ops alone keep the whole key, as before the image ops existed
-
-    def augment(key, x, y):
-        image_key, label_key = jax.random.split(key)
-        x = images(image_key, x)
-        return (x, y) if labels is None else labels(label_key, x, y)
-
-    return augment
-
-
-def _step_options(recipe: Recipe, num_classes: int) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    hook = _augment_hook(recipe, num_classes)
-    if hook is not None:
-        options["augment"] = hook
-    if recipe.confidence:
-        options["output_penalties"] = [(lambda outputs, y: confidence_penalty(outputs), recipe.confidence)]
-    if recipe.rdrop:
-        options["rdrop"] = recipe.rdrop
-    if recipe.activity_l2:
-        # Keras' activity_regularizer=L2(c) on each hidden layer: c * sum(a**2) / batch, from what the MLP sows.
-        options["activity_penalties"] = [(functools.partial(activity_l2, batch_mean=True), recipe.activity_l2)]
-    return options
-
-
-def _with_sam(recipe: Recipe, optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
-    if not recipe.sam:
-        return optimizer
-    # SAM (Foret et al. 2021): ascend to params + rho * g / ||g||, take the optimizer's step with the gradient
-    # there; opaque mode runs both in one engine step (the engine hands optax its grad_fn).
-    return optax.contrib.sam(optimizer, optax.chain(optax.contrib.normalize(), optax.sgd(recipe.sam)),
-                             opaque_mode=True)
-
-
-@programs.cached
-def _cached_program(recipe: Recipe, model: str, optimizer: str, learning_rate: float,
-                    hidden_sizes: tuple[int, ...], info: _data.DatasetInfo) -> programs.Program:
-    config = CompareConfig(model=model, hidden_sizes=hidden_sizes)
-    build = functools.partial(_models.build_model, model, num_outputs=info.num_outputs, input_dtype=info.input_dtype,
-                              vocab_size=info.vocab_size)
-    # Noise rates create no variables: every technique with the same layers shares one compiled initializer.
-    init_module = build(**_model_options(Recipe(batch_norm=recipe.batch_norm), config))
-    return programs.build_program(
-        build(**_model_options(recipe, config)), _with_sam(recipe, _optimizer(recipe, optimizer, learning_rate)),
-        penalties=_penalties(recipe), augment_fn=_shift_images if recipe.augment else None, init_module=init_module,
-        step_options=_step_options(recipe, info.num_outputs),
-        loss_fn=programs.soft_cross_entropy if _label_hook(recipe, info.num_outputs) else None,
-        ema_decay=recipe.ema or None, swa_fraction=recipe.swa or None)
-
-
-# The recipe fields one traced program covers (programs.sweep_program's SweepMLP): any mix of these trains
-# through the same compilation, with the values as traced hyperparameters.
-_TRACED_FIELDS = {"l1": 0.0, "l2": 0.0, "elastic_net": 0.0, "proximal_l1": 0.0, "dropout": 0.0, "batch_norm": False,
-                  "early_stopping": 0}
-
-
-def _traced(recipe: Recipe, config: CompareConfig, info: _data.DatasetInfo) -> bool:
-    """Whether the run trains through the shared traced program (MLP on features or pixels, traced fields only)."""
-    return (config.model == "mlp" and info.vocab_size is None
-            and dataclasses.replace(recipe, **_TRACED_FIELDS) == Recipe())
-
-
-@programs.cached
-def _traced_parts(model: str, optimizer: str, learning_rate: float, hidden_sizes: tuple[int, ...],
-                  info: _data.DatasetInfo) -> tuple[programs.SweepProgram, Any]:
-    del model  # "mlp": part of the key for symmetry with _cached_program
-    sweep = programs.sweep_program(info.num_outputs, hidden_sizes, learning_rate=learning_rate, batch_norm=True,
-                                   optimizer=optimizer)
-    return sweep, jax.jit(sweep.eval_step)
-
-
-def _without_batch_norm(params: Any) -> Any:
-    return {name: leaf for name, leaf in params.items() if not name.startswith("BatchNorm")}
-
-
-def _traced_program(recipe: Recipe, config: CompareConfig, info: _data.DatasetInfo) -> programs.Program:
-    """The run as a member of the shared traced program: one compilation for every such technique.
-
-    The penalty coefficients, the dropout rate and the proximal L1 strength are traced hyperparameters, batch
-    norm a switch in the model state (:class:`jaxreg.experiments.models.SweepMLP`); a run without batch norm is
-    recorded without the switched-off layers' parameters.
-    """
-    sweep, eval_step = _traced_parts(config.model, config.optimizer, config.resolved_learning_rate,
-                                     tuple(config.hidden_sizes), info)
-    hparams = {name: jnp.asarray(0.0, jnp.float32) for name in programs.SWEEP_HPARAMS}
-    for name in ("l1", "l2", "elastic_net", "proximal_l1", "dropout"):
-        hparams[name] = jnp.asarray(getattr(recipe, name), jnp.float32)
-    batch_norm = bool(recipe.batch_norm)
-
-    def init(key: jax.Array, x: jax.Array) -> Any:
-        variables = dict(sweep.init(key, x))
-        variables["switches"] = {"batch_norm": jnp.asarray(batch_norm)}
-        return variables
-
-    return programs.Program(init, sweep.optimizer, sweep.make_step, eval_step, sweep.task, hparams=hparams,
-                            params_view=None if batch_norm else _without_batch_norm)
-
-
 def _program(recipe: Recipe, config: CompareConfig, info: _data.DatasetInfo) -> programs.Program:
-    if _traced(recipe, config, info):
-        return _traced_program(recipe, config, info)
-    # Early stopping acts between epochs, not in the step: "none" and "early_stopping" share one compilation.
-    return _cached_program(dataclasses.replace(recipe, early_stopping=0), config.model, config.optimizer,
-                           config.resolved_learning_rate, tuple(config.hidden_sizes), info)
+    return technique_programs.build_program(
+        recipe, model=config.model, optimizer=config.optimizer, learning_rate=config.resolved_learning_rate,
+        hidden_sizes=tuple(config.hidden_sizes), info=info)
 
 
 def _slug(index: int, label: str) -> str:

@@ -38,12 +38,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxreg import noise
+from jaxreg.norm import BatchNormState, batch_renorm
 from jaxreg._validate import check_choice, check_in_range, check_positive_int
 from jaxreg.flax import linen as jrl
 from jaxreg.flax.conv import Conv
 
-__all__ = ["MODELS", "MLP", "SweepMLP", "RegularizedCNN", "TransformerClassifier", "build_model",
-           "sinusoidal_positions"]
+__all__ = ["MODELS", "MLP", "BatchRenorm", "DropConnectDense", "SweepMLP", "RegularizedCNN", "TransformerClassifier",
+           "build_model", "sinusoidal_positions"]
 
 MODELS = ("mlp", "cnn", "transformer")
 _DROPOUT_KINDS = ("dropout", "gaussian")
@@ -108,6 +109,77 @@ def _unit_dropout(x: jax.Array, rate: float, kind: str, train: bool) -> jax.Arra
     return layer(x, deterministic=not train)
 
 
+class BatchRenorm(nn.Module):
+    """Batch renormalization (:func:`jaxreg.batch_renorm`) over the last axis, in flax's BatchNorm layout.
+
+    Variables as :class:`jaxreg.flax.linen.BatchNorm` (``params``: ``scale``, ``bias``; ``batch_stats``:
+    ``mean``, ``var``; not updated while initializing), so evaluation mode is that layer's; ``r_max=1,
+    d_max=0`` is plain batch norm. Attributes: ``momentum``, ``r_max`` (largest correction of the batch's
+    standard deviation), ``d_max`` (of its mean, in running standard deviations), ``epsilon``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.experiments.models import BatchRenorm
+      >>> x = jnp.array([[1.0, 10.0], [3.0, 30.0]])
+      >>> layer = BatchRenorm(r_max=1.0, d_max=0.0)
+      >>> variables = layer.init(jax.random.key(0), x, use_running_average=False)
+      >>> y, updates = layer.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
+      >>> print(jnp.round(y[:, 0], 3))  # r_max=1, d_max=0: plain batch norm
+      [-1.  1.]
+    """
+
+    momentum: float = 0.9
+    r_max: float = 3.0
+    d_max: float = 5.0
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x: jax.Array, use_running_average: bool) -> jax.Array:
+        """``x`` renormalized over its batch in training mode, normalized by the running statistics otherwise."""
+        features = x.shape[-1]
+        params = {"scale": self.param("scale", nn.initializers.ones, (features,), jnp.float32),
+                  "bias": self.param("bias", nn.initializers.zeros, (features,), jnp.float32)}
+        mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        y, state = batch_renorm(x, params, BatchNormState(mean.value, var.value), training=not use_running_average,
+                                momentum=self.momentum, epsilon=self.epsilon, r_max=self.r_max, d_max=self.d_max)
+        if not use_running_average and not self.is_initializing():
+            mean.value, var.value = state.mean, state.var
+        return y
+
+
+class DropConnectDense(nn.Module):
+    """``nn.Dense`` whose kernel goes through :func:`jaxreg.drop_connect` in training mode (Wan et al. 2013).
+
+    ``nn.Dense``'s variables and initializers (named like the ``Dense`` it replaces, it starts from the same
+    weights); one mask per call, the bias not dropped. Attributes: ``features``, ``rate`` (in ``[0, 1)``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.experiments.models import DropConnectDense
+      >>> layer = DropConnectDense(4, rate=0.5)
+      >>> x = jnp.ones((2, 3))
+      >>> variables = layer.init(jax.random.key(0), x, train=False)
+      >>> bool(jnp.allclose(layer.apply(variables, x, train=False), x @ variables["params"]["kernel"]))
+      True
+    """
+
+    features: int
+    rate: float = 0.5
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        """``x @ drop_connect(kernel) + bias`` when ``train``, ``x @ kernel + bias`` otherwise."""
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features), jnp.float32)
+        if train and self.rate > 0.0:
+            kernel = noise.drop_connect(self.make_rng("dropout"), kernel, self.rate)
+        y = x @ kernel
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        return y
+
+
 class MLP(nn.Module):
     """A multilayer perceptron: ``[Dense -> (BatchNorm) -> ReLU -> (dropout)] * len(hidden_sizes) -> Dense``.
 
@@ -125,6 +197,9 @@ class MLP(nn.Module):
       batch_norm_momentum: momentum of the running statistics.
       vocab_size: for int32 token inputs: tokens are one-hot encoded (``vocab_size`` classes) before
         flattening. ``None`` for float inputs.
+      batch_renorm: with ``batch_norm``, normalize with :class:`BatchRenorm` (same variables) instead.
+      drop_connect_rate: :class:`DropConnectDense` rate of the hidden layers' kernels, in ``[0, 1)``; the
+        layers keep the names and initial weights of the plain MLP's ``Dense`` layers.
 
     Shapes: ``x`` is ``(batch, ...)``, flattened to ``(batch, features)``; returns float32 logits
     ``(batch, num_outputs)``.
@@ -152,12 +227,17 @@ class MLP(nn.Module):
     batch_norm: bool = False
     batch_norm_momentum: float = 0.9
     vocab_size: int | None = None
+    batch_renorm: bool = False
+    drop_connect_rate: float = 0.0
 
     def __post_init__(self) -> None:
         check_positive_int("num_outputs", self.num_outputs)
         for size in self.hidden_sizes:
             check_positive_int("hidden_sizes", size)
         _check_rate("dropout_rate", self.dropout_rate)
+        _check_rate("drop_connect_rate", self.drop_connect_rate)
+        if self.batch_renorm and not self.batch_norm:
+            raise ValueError("batch_renorm replaces the batch-norm layers: it needs batch_norm=True.")
         _check_rate("input_dropout_rate", self.input_dropout_rate)
         check_choice("dropout_kind", self.dropout_kind, _DROPOUT_KINDS)
         super().__post_init__()
@@ -170,14 +250,20 @@ class MLP(nn.Module):
         x = jnp.reshape(x, (x.shape[0], -1))
         x = _unit_dropout(x, self.input_dropout_rate, "dropout", train)
         for i, size in enumerate(self.hidden_sizes):
-            x = nn.Dense(size, use_bias=not self.batch_norm)(x)
-            if self.batch_norm:
-                x = jrl.BatchNorm(momentum=self.batch_norm_momentum)(x, use_running_average=not train)
+            if self.drop_connect_rate > 0.0:
+                x = DropConnectDense(size, self.drop_connect_rate, use_bias=not self.batch_norm,
+                                     name=f"Dense_{i}")(x, train)
+            else:
+                x = nn.Dense(size, use_bias=not self.batch_norm)(x)
+            if self.batch_norm:  # batch renorm keeps batch norm's variables and names
+                norm = BatchRenorm if self.batch_renorm else jrl.BatchNorm
+                x = norm(momentum=self.batch_norm_momentum, name=f"BatchNorm_{i}")(x, use_running_average=not train)
             x = nn.relu(x)
             # Recorded only when the caller makes "intermediates" mutable (the engine's activity_penalties).
             self.sow("intermediates", f"activation_{i}", x)
             x = _unit_dropout(x, self.dropout_rate, self.dropout_kind, train)
-        return nn.Dense(self.num_outputs)(x)
+        # Named: with DropConnect the auto-named Dense counter skipped the hidden layers.
+        return nn.Dense(self.num_outputs, name=f"Dense_{len(self.hidden_sizes)}")(x)
 
 
 class RegularizedCNN(nn.Module):
@@ -319,8 +405,12 @@ class TransformerClassifier(nn.Module):
     """A small encoder-only transformer: embeddings + positional encoding, pre-LN blocks, mean pooling.
 
     Each block is ``x + dropout(attention(LayerNorm(x)))`` then ``x + dropout(Dense(GELU(Dense(LayerNorm(
-    x)))))``, with dropout also on the attention weights, after the embedding and inside the feed-forward
-    network (``dropout_rate``, 0.1 by default, as in the original transformer). Tokens are embedded with
+    x)))))``, with dropout also on the attention weights and inside the feed-forward network (``dropout_rate``,
+    0.1 by default, as in the original transformer), and on the embedded inputs (``input_dropout_rate``, the
+    same rate unless given). Dropout on the embeddings corrupts the residual stream itself, the only copy of
+    each token's identity that every block reads; on tasks that compare tokens for equality (e.g.
+    ``synthetic_sequences``) it slows learning far more than the same rate on the residual branches (see
+    :mod:`jaxreg.experiments.transformer`). Tokens are embedded with
     ``nn.Embed`` (int32 inputs, ``vocab_size`` given; token 0 is padding and is masked out of attention and
     pooling); float inputs are projected with a ``Dense`` layer, images ``(batch, H, W, C)`` as ``H`` tokens
     of ``W * C`` features (one token per row). Fixed sinusoidal positions are added to the embeddings.
@@ -332,7 +422,10 @@ class TransformerClassifier(nn.Module):
       num_heads: attention heads (must divide ``model_dim``).
       num_layers: encoder blocks.
       mlp_dim: hidden width of the feed-forward network.
-      dropout_rate: dropout everywhere listed above, in ``[0, 1)``.
+      dropout_rate: dropout on the attention weights, the residual branches and inside the feed-forward
+        network, in ``[0, 1)``.
+      input_dropout_rate: dropout on the embedded inputs (embeddings plus positions), in ``[0, 1)``; None
+        (the default) uses ``dropout_rate``, as the original transformer does.
       embedding_dropout_rate: :func:`jaxreg.spatial_dropout` of whole embedding channels over the sequence
         (Keras ``SpatialDropout1D``), in ``[0, 1)``.
       drop_path_rate: stochastic depth (:class:`jaxreg.flax.linen.DropPath`) on both residual branches of
@@ -364,6 +457,7 @@ class TransformerClassifier(nn.Module):
     embedding_dropout_rate: float = 0.0
     drop_path_rate: float = 0.0
     max_length: int = 512
+    input_dropout_rate: float | None = None
 
     def __post_init__(self) -> None:
         check_positive_int("num_outputs", self.num_outputs)
@@ -378,6 +472,8 @@ class TransformerClassifier(nn.Module):
         _check_rate("dropout_rate", self.dropout_rate)
         _check_rate("embedding_dropout_rate", self.embedding_dropout_rate)
         _check_rate("drop_path_rate", self.drop_path_rate)
+        if self.input_dropout_rate is not None:
+            _check_rate("input_dropout_rate", self.input_dropout_rate)
         super().__post_init__()
 
     @nn.compact
@@ -399,7 +495,8 @@ class TransformerClassifier(nn.Module):
         h = h + jnp.asarray(sinusoidal_positions(length, self.model_dim), h.dtype)
         if self.embedding_dropout_rate > 0.0:
             h = jrl.SpatialDropout(self.embedding_dropout_rate)(h, deterministic=not train)
-        h = _unit_dropout(h, self.dropout_rate, "dropout", train)
+        input_rate = self.dropout_rate if self.input_dropout_rate is None else self.input_dropout_rate
+        h = _unit_dropout(h, input_rate, "dropout", train)
         mask = None if keep is None else nn.make_attention_mask(keep, keep)
         for _ in range(self.num_layers):
             h = _EncoderBlock(self.num_heads, self.mlp_dim, self.dropout_rate, self.drop_path_rate)(h, mask, train)

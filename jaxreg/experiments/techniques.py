@@ -3,17 +3,30 @@
 A technique list such as ``none,l2=1e-3,dropout+batchnorm`` becomes ``(label, Recipe)`` pairs: a
 :class:`Recipe` holds the regularizers of one run, neutral values meaning "off"; :mod:`jaxreg.experiments.compare`
 turns it into a model, an optimizer chain and penalties.
+
+The pieces of the less common techniques are built here (:mod:`jaxreg.experiments.technique_programs` builds
+the rest): :func:`rotation_zoom` (the training images' random rotation and zoom), :func:`extra_penalties`
+(group lasso, orthogonality) and :func:`extra_model_options` (batch renormalization, DropConnect; the MLP's
+:class:`jaxreg.experiments.models.MLP` fields).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
-from jaxreg.experiments.arguments import UsageError
+import jax
 
-__all__ = ["TECHNIQUES", "DEFAULT_STRENGTHS", "Recipe", "parse_techniques"]
+from jaxreg.augment import random_rotation, random_zoom
+from jaxreg.experiments.arguments import UsageError
+from jaxreg.penalties import group_lasso, orthogonal
+from jaxreg.select import kernel_mask
+from jaxreg.train import Penalty
+
+__all__ = ["TECHNIQUES", "DEFAULT_STRENGTHS", "ROTATION_ZOOM_RANGE", "Recipe",
+           "parse_techniques", "rotation_zoom", "dense_kernel_mask", "extra_penalties", "extra_model_options"]
 
 TECHNIQUES: dict[str, str] = {
     "none": "no regularization",
@@ -45,6 +58,17 @@ TECHNIQUES: dict[str, str] = {
     "trivial_augment": "TrivialAugment (wide) of the training images in the step",
 }
 
+TECHNIQUES.update({
+    "rotation_zoom": "random rotation (max degrees) and zoom (+-10%) of the training images in the step",
+    "group_lasso": "group-lasso penalty on the dense kernels' output units, jr.group_lasso(axis=0) (coefficient)",
+    "orthogonal": "Keras OrthogonalRegularizer on the dense kernels' output units (coefficient)",
+    "batch_renorm": "batch renormalization of the MLP's hidden layers (r_max 3, d_max 5, momentum 0.9)",
+    "drop_connect": "DropConnect on the MLP's hidden kernels, one mask per step (rate)",
+})
+
+ROTATION_ZOOM_RANGE = 0.1
+"""The zoom range of ``rotation_zoom``: factors drawn from ``[0.9, 1.1]`` (Keras' ``zoom_range=0.1``)."""
+
 DEFAULT_STRENGTHS: dict[str, float] = {
     "l1": 1e-3,
     "l2": 5e-3,
@@ -71,6 +95,12 @@ DEFAULT_STRENGTHS: dict[str, float] = {
     "drop_block": 0.1,
     "random_erasing": 0.5,
     "rand_augment": 9,
+    # Not tuned either: seed 004's rotation of +-15 degrees, Keras' OrthogonalRegularizer factor 0.01, Wan et
+    # al.'s DropConnect rate 0.5, a group-lasso coefficient of the L1 default's order.
+    "rotation_zoom": 15.0,
+    "group_lasso": 1e-3,
+    "orthogonal": 0.01,
+    "drop_connect": 0.5,
 }
 """Default strength of each technique, tuned on compare's default setup (see :mod:`jaxreg.experiments.compare`)."""
 
@@ -101,6 +131,11 @@ class Recipe:
       random_erasing: :func:`jaxreg.random_erasing`'s probability per training image.
       rand_augment: :func:`jaxreg.rand_augment`'s magnitude bin (of 31; 2 ops per image, 0: off).
       trivial_augment: apply :func:`jaxreg.trivial_augment` to the training images.
+      rotation_zoom: largest rotation in degrees of :func:`rotation_zoom` (0: off).
+      group_lasso: coefficient of :func:`jaxreg.group_lasso` on the dense kernels' output units.
+      orthogonal: factor of :func:`jaxreg.orthogonal` on the dense kernels' output units.
+      batch_renorm: batch-renormalize hidden layers (:func:`jaxreg.batch_renorm`; implies ``batch_norm``).
+      drop_connect: :func:`jaxreg.drop_connect` rate of the MLP's hidden kernels.
 
     Example:
       >>> from jaxreg.experiments.techniques import parse_techniques
@@ -135,6 +170,11 @@ class Recipe:
     random_erasing: float = 0.0
     rand_augment: int = 0
     trivial_augment: bool = False
+    rotation_zoom: float = 0.0
+    group_lasso: float = 0.0
+    orthogonal: float = 0.0
+    batch_renorm: bool = False
+    drop_connect: float = 0.0
 
     def settings(self) -> dict[str, Any]:
         """The fields that differ from the neutral recipe (a run record's ``settings``)."""
@@ -144,9 +184,11 @@ class Recipe:
 
 def _component(recipe: Recipe, name: str, value: float | None) -> Recipe:
     strength = DEFAULT_STRENGTHS.get(name) if value is None else value
-    if name in ("batchnorm", "augment", "trivial_augment"):
+    if name in ("batchnorm", "augment", "trivial_augment", "batch_renorm"):
         if value is not None:
             raise UsageError(f"technique {name!r} takes no value, got {name}={value:g}")
+        if name == "batch_renorm":
+            return dataclasses.replace(recipe, batch_norm=True, batch_renorm=True)
         return dataclasses.replace(recipe, **{"batch_norm" if name == "batchnorm" else name: True})
     if not math.isfinite(strength):
         raise UsageError(f"the value of {name!r} must be a finite number, got {strength:g}")
@@ -156,6 +198,10 @@ def _component(recipe: Recipe, name: str, value: float | None) -> Recipe:
             raise UsageError(f"the magnitude of 'rand_augment' must be an integer bin in 1..30 (of 31), got "
                              f"{strength:g}")
         return dataclasses.replace(recipe, rand_augment=int(strength))
+    if name == "rotation_zoom" and not 0.0 < strength <= 180.0:
+        raise UsageError(f"the largest angle of 'rotation_zoom' must be in (0, 180] degrees, got {strength:g}")
+    if name == "drop_connect" and not 0.0 < strength < 1.0:
+        raise UsageError(f"the rate of 'drop_connect' must be in (0, 1), got {strength:g}")
     if name in ("dropout", "gaussian_dropout", "spatial_dropout", "drop_block"):
         if not 0.0 < strength < 1.0:
             raise UsageError(f"the rate of {name!r} must be in (0, 1), got {strength:g}")
@@ -205,6 +251,7 @@ def parse_techniques(text: str) -> tuple[tuple[str, Recipe], ...]:
     items = [item.replace(" ", "") for item in str(text).split(",")]
     if not any(items):
         raise UsageError("--techniques is empty; give a comma-separated list such as none,l2,dropout")
+    known = TECHNIQUES
     out: list[tuple[str, Recipe]] = []
     for item in items:
         if not item:
@@ -214,8 +261,8 @@ def parse_techniques(text: str) -> tuple[tuple[str, Recipe], ...]:
         seen: set[str] = set()
         for part in parts:
             name, equals, raw = part.partition("=")
-            if name not in TECHNIQUES:
-                raise UsageError(f"unknown technique {name!r}; available techniques: {', '.join(TECHNIQUES)}")
+            if name not in known:
+                raise UsageError(f"unknown technique {name!r}; available techniques: {', '.join(known)}")
             if name in seen:
                 raise UsageError(f"technique {name!r} appears twice in {item!r}")
             seen.add(name)
@@ -238,7 +285,97 @@ def parse_techniques(text: str) -> tuple[tuple[str, Recipe], ...]:
         if recipe.rand_augment and recipe.trivial_augment:
             raise UsageError(f"'rand_augment' and 'trivial_augment' are two policies for the same place: use one "
                              f"(got {item!r})")
+        if "batchnorm" in seen and "batch_renorm" in seen:
+            raise UsageError(f"'batchnorm' and 'batch_renorm' are two normalizations for the same layers: use one "
+                             f"(got {item!r})")
         if any(label == item for label, _ in out):
             raise UsageError(f"technique {item!r} is listed twice")
         out.append((item, recipe))
     return tuple(out)
+
+
+def rotation_zoom(key: jax.Array, x: jax.Array, max_degrees: float) -> jax.Array:
+    """Rotate each image by up to ``max_degrees`` either way, then zoom it by a factor in ``[0.9, 1.1]``.
+
+    The ``rotation_zoom`` technique: :func:`jaxreg.random_rotation` then :func:`jaxreg.random_zoom`
+    (:data:`ROTATION_ZOOM_RANGE`), bilinear, uncovered pixels 0 (the digits' background).
+
+    Args:
+      key: a ``jax.random`` key.
+      x: NHWC images.
+      max_degrees: the largest rotation, in degrees.
+
+    Returns:
+      The augmented images, same shape and dtype.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxreg.experiments.techniques import rotation_zoom
+      >>> x = jnp.zeros((2, 8, 8, 1)).at[:, 2:6, 3:5].set(1.0)
+      >>> y = rotation_zoom(jax.random.key(0), x, 15.0)
+      >>> y.shape, bool(jnp.any(y != x))
+      ((2, 8, 8, 1), True)
+    """
+    rotate_key, zoom_key = jax.random.split(key)
+    return random_zoom(zoom_key, random_rotation(rotate_key, x, max_degrees), ROTATION_ZOOM_RANGE)
+
+
+def dense_kernel_mask(params: Any) -> Any:
+    """``True`` for the 2-D kernels of :func:`jaxreg.kernel_mask` (dense layers), False elsewhere.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxreg.experiments.techniques import dense_kernel_mask
+      >>> dense_kernel_mask({"Dense_0": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}})
+      {'Dense_0': {'bias': False, 'kernel': True}}
+    """
+    return jax.tree.map(lambda keep, leaf: bool(keep) and leaf.ndim == 2, kernel_mask(params), params)
+
+
+def extra_penalties(recipe: Recipe) -> list[Penalty]:
+    """The coupled penalties of the extra techniques: group lasso and orthogonality of the dense kernels.
+
+    Both group a dense kernel ``(in, out)`` by output unit (a column): ``group_lasso`` is
+    ``c * sum_units ||w_unit||_2`` (:func:`jaxreg.group_lasso` with ``axis=0``), which drives whole units to
+    zero; ``orthogonal`` is Keras' ``OrthogonalRegularizer(factor=c, mode="columns")``
+    (:func:`jaxreg.orthogonal`), the mean ``|cosine|`` between the units' weight vectors.
+
+    Args:
+      recipe: the run's :class:`Recipe`.
+
+    Returns:
+      A list of :class:`jaxreg.Penalty` (empty when neither is on).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxreg.experiments.techniques import Recipe, extra_penalties
+      >>> (penalty,) = extra_penalties(Recipe(group_lasso=0.1))
+      >>> params = {"Dense_0": {"kernel": jnp.array([[3.0, 0.0], [4.0, 0.0]]), "bias": jnp.ones(2)}}
+      >>> float(penalty.coefficient * penalty.fn(params, mask=penalty.mask))  # 0.1 * (5 + 0)
+      0.5
+    """
+    out = []
+    if recipe.group_lasso:
+        out.append(Penalty(functools.partial(group_lasso, axis=0), recipe.group_lasso, dense_kernel_mask))
+    if recipe.orthogonal:
+        # The factor is Keras' and lives inside the function; the penalty's coefficient stays 1.
+        out.append(Penalty(functools.partial(orthogonal, factor=recipe.orthogonal, mode="columns"), 1.0,
+                           dense_kernel_mask))
+    return out
+
+
+def extra_model_options(recipe: Recipe) -> dict[str, Any]:
+    """The :class:`jaxreg.experiments.models.MLP` fields of the extra techniques (batch renorm, DropConnect).
+
+    Args:
+      recipe: the run's :class:`Recipe`.
+
+    Returns:
+      ``{"batch_renorm": ..., "drop_connect_rate": ...}``, to add to the MLP's other options.
+
+    Example:
+      >>> from jaxreg.experiments.techniques import extra_model_options, parse_techniques
+      >>> extra_model_options(parse_techniques("batch_renorm+drop_connect")[0][1])
+      {'batch_renorm': True, 'drop_connect_rate': 0.5}
+    """
+    return {"batch_renorm": recipe.batch_renorm, "drop_connect_rate": recipe.drop_connect}

@@ -3,20 +3,37 @@
 The model is :class:`jaxreg.experiments.models.TransformerClassifier`: token embeddings plus sinusoidal
 positions, pre-LayerNorm encoder blocks (multi-head self-attention, then a GELU feed-forward network),
 mean pooling over the non-padding tokens and a linear classifier. LayerNorm and GELU are part of the
-architecture in both runs; what differs:
+architecture in every run; what differs:
 
 * ``plain``: no dropout, Adam;
-* ``regularized``: dropout ``--rate`` (0.1, as in the original transformer) on the embeddings, the attention
-  weights, after attention, inside and after the feed-forward network, plus AdamW's decoupled weight
-  decay (:func:`jaxreg.weight_decay`, ``--weight-decay``) on the kernels and embeddings.
+* ``regularized``: dropout ``--rate`` (0.1, as in the original transformer) on the attention weights, the
+  residual branches and inside the feed-forward network, plus AdamW's decoupled weight decay
+  (:func:`jaxreg.weight_decay`, ``--weight-decay``) on the kernels and embeddings;
+* ``regularized+input_dropout``: the same, plus dropout ``--rate`` on the embedded inputs, as the original
+  transformer places it.
 
 Default data: ``synthetic_sequences`` (offline; label: does the first token occur again later in the
-sequence, which needs attention: counts of tokens cannot tell), generated here with a vocabulary of 8 and
-sequences of 8 tokens (``--vocab-size``, ``--length``): with the dataset's own default (32 tokens, length
-16) a small transformer memorizes the 2000 training sequences long before it finds the rule, and neither
-run generalizes within a CPU-sized budget. ``--dataset ag_news_subset`` or ``imdb_reviews`` (byte-level
-tokens) when prepared. Writes ``results.json``, ``report.md``, ``curves.png``
-and prints a table.
+sequence, which needs attention: counts of tokens cannot tell), vocabulary 8, sequences of 8 tokens
+(``--vocab-size``, ``--length``), and only 500 training sequences (``--n-train``): with the dataset's 2000
+the plain model learns the rule exactly (test accuracy 0.999) and there is nothing for regularization to
+fix; with 500 it memorizes them instead (training accuracy 1.0, test about 0.64-0.76).
+
+**Why dropout 0.1 once collapsed this story to chance.** With dropout everywhere (the original placement)
+the regularized run scored 0.54-0.69 where the plain one scored 0.999. Measured one placement at a time
+(2000 sequences, 60 epochs, seed 0; test accuracy): attention weights only 1.000, residual branches only
+0.995, feed-forward only 0.995, embeddings only 0.745. Dropout on the embedded inputs corrupts the
+residual stream itself, the only copy of each token's identity that every block reads, and the task is
+exactly an equality test between tokens; on the branches it perturbs only the blocks' updates. (Swapping
+in ``flax.linen.Dropout`` gives identical numbers: the placement, not the masks.) So ``regularized``
+leaves the embeddings alone and the third run shows what dropping them costs.
+
+**Measured** at the defaults (150 epochs; test accuracy plain / regularized / +input dropout): seed 0
+0.761 / 0.955 / 0.720, seed 1 0.637 / 0.639 / 0.629, seed 2 0.682 / 0.638 / 0.682 (means 0.693 / 0.744 /
+0.677). Regularization helps when it lets the model find the rule before it memorizes the 500 sequences
+(seed 0: +19 points, the gap from 0.24 to 0.04) and does nothing or costs a few points when neither finds it
+within the budget (seeds 1, 2): whether a small transformer "groks" this task is seed-dependent, so read
+one seed's table with care. ``--dataset ag_news_subset`` or ``imdb_reviews``
+(byte-level tokens) when prepared. Writes ``results.json``, ``report.md``, ``curves.png`` and prints a table.
 """
 
 from __future__ import annotations
@@ -31,7 +48,20 @@ from jaxreg.transforms import weight_decay
 
 __all__ = ["VARIANTS", "add_arguments", "run", "EXPERIMENT"]
 
-VARIANTS = ("plain", "regularized")
+INPUT_DROPOUT = "regularized+input_dropout"
+VARIANTS = ("plain", "regularized", INPUT_DROPOUT)
+DEFAULT_N_TRAIN = 500
+
+_LESSON = (
+    "Dropout on the embedded inputs corrupts the residual stream, the only copy of each token's identity, "
+    "and this task is an equality test between tokens: it slows learning far more than the same rate on the "
+    "attention weights and the residual branches (measured one placement at a time with 2000 sequences: "
+    "embeddings only 0.745 test accuracy, any other placement 0.995-1.000). Over seeds 0-2 at the defaults "
+    "the regularized run helps by up to 19 points when it finds the rule before the plain run memorizes the "
+    "500 sequences (seed 0), and not at all or -4 points when neither finds it (seeds 1, 2): the outcome is "
+    "seed-dependent (mean test accuracy plain 0.693, regularized 0.744, with input dropout 0.677); "
+    "see the module docstring of jaxreg/experiments/transformer.py."
+)
 
 _COLUMNS = report.CLASSIFICATION_COLUMNS
 
@@ -48,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       >>> args.dataset, args.rate, args.model_dim
       ('synthetic_sequences', 0.1, 32)
     """
-    arguments.add_story_arguments(parser, dataset="synthetic_sequences", epochs=60, out="runs/transformer")
+    arguments.add_story_arguments(parser, dataset="synthetic_sequences", epochs=150, out="runs/transformer")
     parser.add_argument("--model-dim", type=int, default=32, help="embedding width (default: 32)")
     parser.add_argument("--num-heads", type=int, default=2, help="attention heads (default: 2)")
     parser.add_argument("--num-layers", type=int, default=2, help="encoder blocks (default: 2)")
@@ -58,21 +88,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="decoupled weight decay of the regularized run (default: 0.01)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     parser.add_argument("--n-train", type=int, default=None,
-                        help="synthetic_sequences only: training sequences to generate (default: 2000)")
+                        help="synthetic_sequences only: training sequences to generate (default: "
+                             f"{DEFAULT_N_TRAIN})")
     parser.add_argument("--vocab-size", type=int, default=8,
                         help="synthetic_sequences only: token vocabulary, padding included (default: 8)")
     parser.add_argument("--length", type=int, default=8, help="synthetic_sequences only: sequence length (default: 8)")
 
 
 @programs.cached
-def _program(variant: str, num_outputs: int, vocab_size: int | None, model_dim: int, num_heads: int,
-             num_layers: int, mlp_dim: int, rate: float, decay: float, learning_rate: float,
+def _program(num_outputs: int, vocab_size: int | None, model_dim: int, num_heads: int, num_layers: int,
+             mlp_dim: int, rate: float, input_rate: float, decay: float, learning_rate: float,
              max_length: int) -> programs.Program:
-    regularized = variant == "regularized"
     shape = {"num_outputs": num_outputs, "vocab_size": vocab_size, "model_dim": model_dim, "num_heads": num_heads,
              "num_layers": num_layers, "mlp_dim": mlp_dim, "max_length": max_length}
-    module = TransformerClassifier(**shape, dropout_rate=rate if regularized else 0.0)
-    if regularized and decay > 0:
+    module = TransformerClassifier(**shape, dropout_rate=rate, input_dropout_rate=input_rate)
+    if decay > 0:
         optimizer = optax.chain(optax.scale_by_adam(), weight_decay(decay), optax.scale_by_learning_rate(learning_rate))
     else:
         optimizer = optax.adam(learning_rate)
@@ -80,8 +110,15 @@ def _program(variant: str, num_outputs: int, vocab_size: int | None, model_dim: 
     return programs.build_program(module, optimizer, init_module=TransformerClassifier(**shape, dropout_rate=0.0))
 
 
+def _settings(variant: str, rate: float, decay: float) -> dict[str, float]:
+    if variant == "plain":
+        return {"dropout_rate": 0.0, "input_dropout_rate": 0.0, "weight_decay": 0.0}
+    return {"dropout_rate": rate, "input_dropout_rate": rate if variant == INPUT_DROPOUT else 0.0,
+            "weight_decay": decay}
+
+
 def run(args: argparse.Namespace) -> int:
-    """Train the plain and the regularized transformer, print the table, write results, report and figure."""
+    """Train the three variants, print the table, write results, report and figure."""
     info = arguments.check_story_arguments(args)
     for option in ("model_dim", "num_heads", "num_layers", "mlp_dim"):
         if getattr(args, option) < 1:
@@ -92,12 +129,11 @@ def run(args: argparse.Namespace) -> int:
     arguments.check_number("--weight-decay", args.weight_decay)
     options = {}
     if args.dataset == "synthetic_sequences":
-        options = {"vocab_size": args.vocab_size, "length": args.length}
-        if args.n_train is not None:
-            options["n_train"] = args.n_train
-        for option, value, low in (("--n-train", args.n_train, 1), ("--vocab-size", args.vocab_size, 3),
+        n_train = DEFAULT_N_TRAIN if args.n_train is None else args.n_train
+        options = {"vocab_size": args.vocab_size, "length": args.length, "n_train": n_train}
+        for option, value, low in (("--n-train", n_train, 1), ("--vocab-size", args.vocab_size, 3),
                                    ("--length", args.length, 2)):
-            if value is not None and value < low:
+            if value < low:
                 raise UsageError(f"{option} must be >= {low}, got {value}")
     elif args.n_train is not None:
         raise UsageError("--n-train only applies to --dataset synthetic_sequences; use --train-size to subsample")
@@ -108,27 +144,32 @@ def run(args: argparse.Namespace) -> int:
     runs = []
     for variant in VARIANTS:
         report.log(args, f"transformer: training {variant!r} ({args.epochs} epochs)")
-        program = _program(variant, info.num_outputs, vocab_size, args.model_dim, args.num_heads,
-                           args.num_layers, args.mlp_dim, args.rate, args.weight_decay, args.learning_rate,
-                           max_length)
-        settings = ({"dropout_rate": args.rate, "weight_decay": args.weight_decay} if variant == "regularized"
-                    else {"dropout_rate": 0.0, "weight_decay": 0.0})
+        settings = _settings(variant, args.rate, args.weight_decay)
+        program = _program(info.num_outputs, vocab_size, args.model_dim, args.num_heads, args.num_layers,
+                           args.mlp_dim, settings["dropout_rate"], settings["input_dropout_rate"],
+                           settings["weight_decay"], args.learning_rate, max_length)
         runs.append(runner.train_run(variant, program, splits, seed=args.seed, epochs=args.epochs,
                                       batch_size=args.batch_size, progress=not args.quiet, settings=settings))
     num_train = int(splits.train[1].shape[0])
     config = arguments.config_of(args, num_train=num_train, sequence_length=max_length)
     result = {"experiment": "transformer", "config": config, "runs": runs}
-    plain, regularized = runs
-    best_val = {r["technique"]: max(v for v in r["history"]["val_accuracy"]) for r in runs}
+    by_name = {r["technique"]: r for r in runs}
+    plain, regularized, everywhere = (by_name[v] for v in VARIANTS)
+    best_val = {name: max(r["history"]["val_accuracy"]) for name, r in by_name.items()}
     body = "\n\n".join([
         f"TransformerClassifier (dim {args.model_dim}, {args.num_heads} heads, {args.num_layers} pre-LN blocks, GELU "
         f"FFN {args.mlp_dim}, mean pooling) on `{args.dataset}` ({num_train} training sequences of length "
         f"{max_length}), Adam {args.learning_rate:g}, batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}. "
-        f"Regularized: dropout {args.rate:g} everywhere + decoupled weight decay {args.weight_decay:g}.",
+        f"`regularized`: dropout {args.rate:g} on the attention weights, the residual branches and inside the "
+        f"feed-forward network, plus decoupled weight decay {args.weight_decay:g}; `{INPUT_DROPOUT}`: the same "
+        f"and dropout {args.rate:g} on the embedded inputs too, as in the original transformer.",
         report.format_table(runs, _COLUMNS),
-        f"Regularization changes test accuracy by {regularized['test_accuracy'] - plain['test_accuracy']:+.4f} and "
-        f"the gap by {regularized['generalization_gap'] - plain['generalization_gap']:+.4f}. Best validation "
-        f"accuracy over the epochs: plain {best_val['plain']:.4f}, regularized {best_val['regularized']:.4f}.",
+        f"Against `plain`, `regularized` changes test accuracy by "
+        f"{regularized['test_accuracy'] - plain['test_accuracy']:+.4f} and the gap by "
+        f"{regularized['generalization_gap'] - plain['generalization_gap']:+.4f}; `{INPUT_DROPOUT}` changes test "
+        f"accuracy by {everywhere['test_accuracy'] - plain['test_accuracy']:+.4f}. Best validation accuracy over "
+        "the epochs: " + ", ".join(f"{name} {value:.4f}" for name, value in best_val.items()) + ".",
+        _LESSON,
         "![curves](curves.png)",
         f"Reproduce: `jaxreg experiment transformer --dataset {args.dataset} --epochs {args.epochs} "
         f"--seed {args.seed}`",
