@@ -27,7 +27,7 @@ from benchmarks._timing import Result
 
 # Order matters only for the report: micro first, then steps, then whole programs.
 SUITE = ("noise", "norm", "augment", "penalties", "conv", "train_step", "engine_options", "epoch", "sweep",
-         "checkpoint")
+         "checkpoint", "multiprocess")
 HERE = Path(__file__).resolve().parent
 
 

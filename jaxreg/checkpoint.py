@@ -31,6 +31,15 @@ parameters and the same history::
                                                  epochs=50, batch_size=64, val_data=(xv, yv),
                                                  eval_step=evaluate, early_stopping=jr.EarlyStopping(5))
 
+**Several processes** (:mod:`jaxreg.parallel`, ``docs/multihost.md``): every process runs the same
+``resumable_fit`` (or creates the hook) with the same directory, on a filesystem that all of them share, and
+state and data placed with ``jr.parallel.replicate`` / ``shard_dataset``. Orbax writes and restores
+together: each process writes its devices' shards, the decision to save an epoch is taken on process 0 and
+shared, and process 0 renames the finished checkpoint into place once every process has written its part;
+process 0 alone then seals it, and every process checks the seal before restoring, so all of them resume
+from the same epoch. A killed multi-process run, started again, resumes to the result of the uninterrupted
+one (``tests/test_multiprocess.py``).
+
 The pieces, for other loops (e.g. :func:`jaxreg.fit_members`, whose stacked state and list of histories
 save the same way)::
 

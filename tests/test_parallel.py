@@ -10,7 +10,10 @@ subprocess started with ``XLA_FLAGS=--xla_force_host_platform_device_count=8``. 
   tolerance (only the all-reduce summation order differs);
 * global batch-norm statistics: the running mean after one step equals ``0.1 * mean(x @ kernel)`` over the
   *whole* batch, computed in numpy (per-device statistics would differ);
-* ``jr.fit`` on a sharded training set and a replicated state: the one-device ``jr.fit``.
+* ``jr.fit`` on a sharded training set and a replicated state: the one-device ``jr.fit``;
+* ``initialize``'s argument checks (nothing is started: the checks come first) and the single-process behaviour
+  of ``check_same``, ``local_rows``, ``shard_dataset`` and ``is_main_process``. Several processes:
+  ``tests/test_multiprocess.py`` (slow).
 """
 
 import os
@@ -156,3 +159,53 @@ def test_bad_arguments():
         jr.parallel.data_mesh([])
     with pytest.raises(TypeError, match="axis_name"):
         jr.parallel.data_mesh(axis_name="")
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"coordinator_address": "127.0.0.1:0"}, ValueError, r"port of coordinator_address .* \[1, 65535\]"),
+    ({"coordinator_address": "127.0.0.1:70000"}, ValueError, "port of coordinator_address"),
+    ({"coordinator_address": "127.0.0.1"}, ValueError, "HOST:PORT"),
+    ({"coordinator_address": 1234}, TypeError, "coordinator_address"),
+    ({"num_processes": 0}, ValueError, "num_processes must be an integer >= 1"),
+    ({"num_processes": 2, "process_id": 2}, ValueError, r"process_id must be in \[0, num_processes\) = \[0, 2\)"),
+    ({"process_id": -1}, ValueError, "process_id must be an integer >= 0"),
+    ({"heartbeat_timeout_seconds": 0}, ValueError, "heartbeat_timeout_seconds"),
+])
+def test_initialize_refuses_bad_arguments_naming_them(kwargs, error, match):
+    """Reference: the documented ranges; nothing is started (the checks come before jax.distributed)."""
+    with pytest.raises(error, match=match):
+        jr.parallel.initialize(**kwargs)
+
+
+def test_initialize_after_the_backend_started_says_what_to_do():
+    """Reference: JAX's rule that jax.distributed.initialize precedes the backend (here it exists already)."""
+    jax.devices()  # make sure: the call below must never try to connect
+    with pytest.raises(RuntimeError, match="must run before anything uses JAX's backend.*call it first"):
+        jr.parallel.initialize("127.0.0.1:12345", 2, 0)
+
+
+def test_single_process_helpers():
+    """Reference: one process holds every row, is process 0, and has no one to disagree with."""
+    mesh = jr.parallel.data_mesh()
+    assert jr.parallel.is_main_process()
+    assert jr.parallel.local_rows(mesh, 8) == slice(0, 8)
+    jr.parallel.check_same({"seed": 0, "data": np.arange(3)})
+    with pytest.raises(TypeError, match="name_to_value"):
+        jr.parallel.check_same([("seed", 0)])
+    x = np.arange(12.0).reshape(4, 3)
+    for local in (False, True):
+        xs, none = jr.parallel.shard_dataset(mesh, (x, None), local=local)
+        assert none is None and xs.sharding.spec == jax.sharding.PartitionSpec("data")
+        np.testing.assert_array_equal(np.asarray(xs), x)
+    with pytest.raises(TypeError, match="local"):
+        jr.parallel.shard_dataset(mesh, x, local="yes")
+
+
+def test_fingerprints_tell_values_apart():
+    """Reference: equality of the values themselves (check_same compares these fingerprints across processes)."""
+    from jaxreg.parallel import _fingerprint
+
+    same = [(0, 0), ("none,l2", "none,l2"), (np.arange(3), np.arange(3)), (jnp.ones(2), np.ones(2, np.float32))]
+    differ = [(0, 1), ("none", "l2"), (np.arange(3), np.arange(4)), (np.ones(2), np.ones(2, np.float32)), (1, 1.0)]
+    assert all(_fingerprint(a) == _fingerprint(b) for a, b in same)
+    assert all(_fingerprint(a) != _fingerprint(b) for a, b in differ)
