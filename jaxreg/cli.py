@@ -162,12 +162,75 @@ def _quietly(run: Any, args: argparse.Namespace) -> int:
     # Progress: a bar on a terminal, one `jaxreg` log line per epoch on a piped stderr, nothing with --quiet.
     from jaxreg.progress import log_to_stderr
 
-    lines = contextlib.nullcontext() if getattr(args, "quiet", False) else log_to_stderr()
-    with warnings.catch_warnings(), lines:
+    with contextlib.ExitStack() as stack:
+        _join_processes(args, stack)
+        stack.enter_context(contextlib.nullcontext() if getattr(args, "quiet", False) else log_to_stderr())
+        stack.enter_context(warnings.catch_warnings())
         warnings.filterwarnings("ignore", message=r"(fit|fit_members) skipped", category=RuntimeWarning)
         warnings.filterwarnings("default", message="skipped unreadable checkpoint")  # said, whatever the filters
         warnings.showwarning = _show_warning
         return run(args)
+
+
+# Options that may differ between the processes of one run; every other option must be the same everywhere.
+_PER_PROCESS_OPTIONS = ("process_id", "out", "checkpoint_dir", "data_dir", "quiet", "experiment")
+
+
+@contextlib.contextmanager
+def _c_stdout_to_stderr() -> Any:
+    """Send what C/C++ code writes to file descriptor 1 to the stderr descriptor meanwhile."""
+    import os
+
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (an embedding host): nothing to redirect
+        yield
+        return
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _join_processes(args: argparse.Namespace, stack: contextlib.ExitStack) -> None:
+    """With --coordinator-address/--num-processes/--process-id: join the run, check it, quiet the others.
+
+    ``jax.distributed`` is initialized before anything touches JAX's backend; the options of every process are
+    compared (a differing one is named, on every process, exit 2); a process other than 0 trains as usual but
+    writes its outputs to a temporary directory (deleted at the end), prints no table and no progress.
+    """
+    from jaxreg.experiments import UsageError
+
+    joined = {name: getattr(args, name, None) for name in ("coordinator_address", "num_processes", "process_id")}
+    if all(value is None for value in joined.values()):
+        return
+    missing = [name for name, value in joined.items() if value is None]
+    if missing:
+        raise UsageError("--coordinator-address, --num-processes and --process-id go together; missing "
+                         + ", ".join("--" + name.replace("_", "-") for name in missing))
+    from jaxreg import parallel
+
+    try:
+        with _c_stdout_to_stderr():  # gloo says "[Gloo] Rank 0 is connected..." on stdout, where tables go
+            parallel.initialize(joined["coordinator_address"], joined["num_processes"], joined["process_id"])
+            shared = {"--" + name.replace("_", "-"): value for name, value in sorted(vars(args).items())
+                      if name not in _PER_PROCESS_OPTIONS}
+            parallel.check_same(shared, what="option")  # the first collective: gloo connects here
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise UsageError(str(err)) from None
+    if not parallel.is_main_process():
+        import os
+        import shutil
+        import tempfile
+
+        args.out = tempfile.mkdtemp(prefix=f"jaxreg-process{joined['process_id']}-")
+        stack.callback(shutil.rmtree, args.out, ignore_errors=True)
+        args.quiet = True
+        stack.enter_context(contextlib.redirect_stdout(open(os.devnull, "w")))
 
 
 def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
@@ -212,10 +275,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{_PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
+        if _peer_failed(err):
+            print(f"{_PROG}: another process of this run failed or was stopped, so this one stops too "
+                  f"({_one_line(err)[:300]})", file=sys.stderr)
+            return 1
         if not _said_in_one_paragraph(err):
             raise
         print(f"{_PROG}: {_one_line(err)}", file=sys.stderr)
         return 1
+
+
+def _peer_failed(err: Exception) -> bool:
+    """A collective of a multi-process run whose peer died (jax raises JaxRuntimeError: connection closed)."""
+    jax = sys.modules.get("jax")
+    if jax is None or not isinstance(err, jax.errors.JaxRuntimeError):
+        return False
+    try:
+        return jax.process_count() > 1
+    except Exception:  # noqa: BLE001 - the backend itself may be gone
+        return False
 
 
 def _said_in_one_paragraph(err: Exception) -> bool:

@@ -39,7 +39,8 @@ class UsageError(ValueError):
 
 # Arguments that choose where and how loudly a run happens, not what it computes: they stay out of
 # results.json so that the file is identical for two output directories.
-COMMON_RESULT_EXCLUDES = ("out", "checkpoint_dir", "quiet", "tensorboard", "experiment", "command")
+COMMON_RESULT_EXCLUDES = ("out", "checkpoint_dir", "quiet", "tensorboard", "experiment", "command",
+                          "coordinator_address", "num_processes", "process_id")
 
 
 def _integer(text: str, minimum: int) -> int:
@@ -142,6 +143,15 @@ def add_common_arguments(
                         help="no progress: neither the bar (on a terminal) nor the per-epoch lines on stderr")
     parser.add_argument("--tensorboard", action=_TensorBoardFlag,
                         help="also write TensorBoard event files to OUT/tensorboard/ (needs jaxreg[tensorboard])")
+    group = parser.add_argument_group(
+        "several processes (jax.distributed; docs/multihost.md)",
+        "Start the same command once per process with these three (the names of jax.distributed.initialize's "
+        "arguments): every process trains its share of each batch, process 0 alone writes --out and prints.")
+    group.add_argument("--coordinator-address", default=None, metavar="HOST:PORT",
+                       help="address of process 0's coordination service, the same for every process")
+    group.add_argument("--num-processes", type=positive_int, default=None, metavar="N", help="number of processes")
+    group.add_argument("--process-id", type=non_negative_int, default=None, metavar="I",
+                       help="this process's index, 0 .. N-1")
 
 
 def prepare_directory(option: str, path: str | os.PathLike) -> Path:

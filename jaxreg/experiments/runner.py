@@ -102,7 +102,7 @@ def _place(mesh: Any, arrays: tuple) -> tuple:
     if mesh is None:
         return tuple(jnp.asarray(a) for a in arrays)
     if all(a.shape[0] % mesh.size == 0 for a in arrays):
-        return tuple(parallel.shard_batch(mesh, arrays))
+        return tuple(parallel.shard_dataset(mesh, arrays))  # every process holds the full arrays
     return tuple(parallel.replicate(mesh, arrays))
 
 
