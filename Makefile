@@ -20,7 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 -m "not slow"
 
-# The end-to-end process tests (marked slow); CI runs both.
+# The end-to-end process tests (marked slow: kill -9, several processes, the examples, a fresh venv); CI runs both.
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 -m slow
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is imported on first use
@@ -273,3 +275,20 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__, *_LAZY_SUBMODULES})
+
+
+class _Namespace(types.ModuleType):
+    """The package's module type: a public function named like its module keeps the name.
+
+    The import system binds every imported submodule on its package (``jaxreg.conv = <module>``); ``jr.conv``
+    and ``jr.drop_block`` must stay the functions, as the names ``__all__`` exports.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _LAZY_NAMES:
+            return  # the submodule stays reachable as sys.modules["jaxreg.NAME"] and by `from jaxreg.NAME import`
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Namespace
+

@@ -164,12 +164,33 @@ def _quietly(run: Any, args: argparse.Namespace) -> int:
 
     with contextlib.ExitStack() as stack:
         _join_processes(args, stack)
+        _use_compilation_cache()
         stack.enter_context(contextlib.nullcontext() if getattr(args, "quiet", False) else log_to_stderr())
         stack.enter_context(warnings.catch_warnings())
         warnings.filterwarnings("ignore", message=r"(fit|fit_members) skipped", category=RuntimeWarning)
         warnings.filterwarnings("default", message="skipped unreadable checkpoint")  # said, whatever the filters
         warnings.showwarning = _show_warning
         return run(args)
+
+
+def _use_compilation_cache() -> None:
+    """JAX's persistent compilation cache for the command: a story run again skips XLA's compilations.
+
+    The directory is ``$JAXREG_CACHE_DIR`` (``off`` disables it), else ``~/.cache/jaxreg/xla``; a cache the user
+    configured for JAX itself (``JAX_COMPILATION_CACHE_DIR``) is left as it is. Compiled programs are the same
+    with or without it, so results are too (byte-identical ``results.json``).
+    """
+    import os
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    directory = os.environ.get("JAXREG_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "jaxreg", "xla"))
+    if directory.lower() in ("", "0", "off", "none"):
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 # Options that may differ between the processes of one run; every other option must be the same everywhere.

@@ -173,3 +173,17 @@ def test_a_diverged_run_exits_1_with_one_line_after_writing_its_results(capsys, 
     assert captured.err.count("\n") == 1 and "run 'none' diverged" in captured.err and "Traceback" not in captured.err
     assert (tmp_path / "a" / "results.json").exists()
     assert main([*args, "--keep-going", "--out", str(tmp_path / "b")]) == 0
+
+
+@pytest.mark.slow  # fresh interpreters compile from scratch: make test-slow / CI
+def test_the_command_keeps_a_persistent_compilation_cache_without_changing_results(tmp_path):
+    """With $JAXREG_CACHE_DIR the second run loads XLA's compiled programs (JAX's persistent cache) and writes a
+    byte-identical results.json; `off` writes no cache."""
+    args = [sys.executable, "-m", "jaxreg.cli", "compare", "--techniques", "none", "--epochs", "2", "--quiet"]
+    cache = tmp_path / "cache"
+    for name in ("a", "b"):
+        done = subprocess.run([*args, "--out", str(tmp_path / name)], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "JAXREG_CACHE_DIR": str(cache)})
+        assert done.returncode == 0, done.stderr
+    assert any(cache.iterdir())
+    assert (tmp_path / "a" / "results.json").read_bytes() == (tmp_path / "b" / "results.json").read_bytes()

@@ -24,6 +24,10 @@ from pathlib import Path
 
 import pytest
 
+# Every example in fresh interpreters, compiled from scratch (about a minute): make test-slow (and CI) runs
+# them; the library calls they make are covered piece by piece in make test.
+pytestmark = pytest.mark.slow
+
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 
 # The last line each example prints, as a regular expression.

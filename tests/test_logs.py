@@ -133,3 +133,20 @@ def test_cli_prints_one_line_per_epoch_on_a_piped_stderr(tmp_path, capsys):
     assert [line.split(" members")[0] for line in lines] == ["fit_members: epoch 1/2", "fit_members: epoch 2/2"]
     assert all(" val_loss " in line and " val_accuracy " in line for line in lines)
     assert (tmp_path / "history.csv").exists() and (tmp_path / "dashboard.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow  # a fresh interpreter compiles from scratch (~10 s): make test-slow / CI
+def test_piped_subprocess_prints_one_progress_line_per_epoch_and_none_with_quiet(tmp_path):
+    """The command in a real subprocess with stderr piped (not a terminal): Keras ``verbose=2``-like lines."""
+    import subprocess
+
+    base = [sys.executable, "-m", "jaxreg.cli", "experiment", "dropout_mlp", "--epochs", "2", "--train-size", "64",
+            "--eval-size", "64", "--batch-size", "16", "--hidden-sizes", "16"]
+    loud = subprocess.run([*base, "--out", str(tmp_path / "a")], capture_output=True, text=True, timeout=300)
+    assert loud.returncode == 0, loud.stderr
+    lines = [line for line in loud.stderr.splitlines() if " epoch " in line]
+    assert [line.split(" epoch ")[1].split()[0] for line in lines] == ["1/2", "2/2"], loud.stderr
+    assert all("val_loss" in line for line in lines)
+    quiet = subprocess.run([*base, "--quiet", "--out", str(tmp_path / "b")], capture_output=True, text=True,
+                           timeout=300)
+    assert quiet.returncode == 0 and " epoch " not in quiet.stderr, quiet.stderr

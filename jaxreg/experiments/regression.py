@@ -190,7 +190,7 @@ def _combine(seed_runs: list[dict], seed: int) -> dict:
     for i, r in enumerate(seed_runs):
         val = [np.inf if v is None else v for v in r["history"]["val_loss"]]
         repeats.append({"seed": seed + i, "train_mse": r["train_mse"], "val_mse": r["val_mse"],
-                        "test_mse": r["test_mse"], "best_val_epoch": int(np.argmin(val)),
+                        "test_mse": r["test_mse"], "best_val_epoch": int(np.argmin(val)) + 1,
                         "best_val_mse": records.finite(min(val))})
     out["best_val_epoch"] = repeats[0]["best_val_epoch"]
     out["repeats"] = repeats
