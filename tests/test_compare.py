@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -310,3 +311,18 @@ def test_traced_techniques_share_one_compilation_and_match_their_own_programs(mo
     for a, b in zip(shared[1:2], own):
         for key in ("train_loss", "test_loss", "kernel_l2_norm", "sparsity"):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["technique"], key)
+
+
+def test_programs_trained_on_two_threads_give_the_records_of_one_thread(monkeypatch):
+    """The default table's two compiled programs (with and without an early stopper) train concurrently; every
+    run depends only on its key and data, so the results equal the sequential order's, byte for byte."""
+    config = CompareConfig(techniques=("none", "early_stopping=1", "l2"), epochs=2, hidden_sizes=(16,), seed=4)
+    _, info = compare._check_config(config)
+    techniques = parse_techniques(",".join(config.techniques))
+    programs_ = [compare._program(recipe, config, info) for _, recipe in techniques]
+    if (os.cpu_count() or 1) >= 2:
+        assert compare._compilation_groups(techniques, programs_, concurrent=True) == [[0, 2], [1]]
+    assert compare._compilation_groups(techniques, programs_, concurrent=False) == [[0, 1, 2]]
+    threaded = report.canonical_json(run_compare(config))
+    monkeypatch.setattr(compare, "_compilation_groups", lambda techniques, programs_, concurrent: [[0, 1, 2]])
+    assert report.canonical_json(run_compare(config)) == threaded

@@ -60,8 +60,9 @@ records each technique's program. On the MLP, every technique made only of penal
 ``elastic_net``, ``proximal_l1``), ``dropout``, ``batchnorm`` and ``early_stopping`` runs through ONE compiled
 program (:func:`jaxreg.experiments.programs.sweep_program`'s ``SweepMLP``: the coefficients, the dropout rate
 and the proximal strength are traced hyperparameters passed to :func:`jaxreg.fit`, batch norm a switch in the
-model state), so the default table compiles twice (with and without an early stopper) instead of nine times;
-each run is still trained alone, so a row does not depend on which other techniques are listed. Any other
+model state), so the default table compiles twice (with and without an early stopper) instead of nine times,
+and the two programs compile and train on two threads at once; each run is still trained alone, from its own
+key, so a row does not depend on which other techniques are listed or on the threads. Any other
 technique gets its own program, built once per (technique, model, optimizer) and cached; both are built by
 :mod:`jaxreg.experiments.technique_programs`. **Devices**: the state is replicated and the data split over
 every visible device (:mod:`jaxreg.parallel`) when the device count divides the split sizes (else replicated);
@@ -78,6 +79,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
 import sys
 import time
@@ -236,6 +238,20 @@ def _prepare_checkpoint_dir(directory: str, config: CompareConfig) -> Path:
     return path
 
 
+def _compilation_groups(techniques: Any, programs_: list[programs.Program], *, concurrent: bool) -> list[list[int]]:
+    """The techniques' indices grouped by the compiled epoch program they train with, in order of first use.
+
+    With ``concurrent`` (no checkpoints, one process, more than one core), groups are trained on two threads;
+    else everything is one group, trained in order.
+    """
+    if not concurrent or jax.process_count() > 1 or (os.cpu_count() or 1) < 2:
+        return [list(range(len(techniques)))]
+    groups: dict[Any, list[int]] = {}
+    for index, ((_, recipe), program) in enumerate(zip(techniques, programs_)):
+        groups.setdefault((program.train_step, recipe.early_stopping), []).append(index)
+    return list(groups.values())
+
+
 def run_compare(
     config: CompareConfig,
     *,
@@ -279,22 +295,41 @@ def run_compare(
     splits = runner.load_splits(config.dataset, seed=config.seed, data_dir=config.data_dir,
                                 batch_size=config.batch_size, label_noise=config.label_noise, mesh=mesh)
     root = None if checkpoint_dir is None else _prepare_checkpoint_dir(checkpoint_dir, config)
-    records = []
-    for index, (label, recipe) in enumerate(techniques):
-        if progress:  # which technique the bar or the log lines that follow belong to
-            if sys.stderr.isatty():
-                print(f"[{index + 1}/{len(techniques)}] {label}", file=sys.stderr)
-            else:
-                logging.getLogger("jaxreg").info("[%d/%d] %s", index + 1, len(techniques), label)
-        start = time.perf_counter()
-        directory = None if root is None else root / _slug(index, label)
-        stopper = EarlyStopping(recipe.early_stopping) if recipe.early_stopping else None
-        records.append(runner.train_run(
-            label, _program(recipe, config, info), splits, seed=config.seed, epochs=config.epochs,
-            batch_size=config.batch_size, early_stopping=stopper, progress=progress, settings=recipe.settings(),
-            mesh=mesh, checkpoint_dir=directory))
-        if timings is not None:
-            timings[label] = time.perf_counter() - start
+    programs_ = [_program(recipe, config, info) for _, recipe in techniques]
+    groups = _compilation_groups(techniques, programs_, concurrent=root is None)
+    records: list[Any] = [None] * len(techniques)
+
+    def train_group(indices: list[int], show: bool) -> None:
+        for index in indices:
+            label, recipe = techniques[index]
+            if show:  # which technique the bar or the log lines that follow belong to
+                if sys.stderr.isatty():
+                    print(f"[{index + 1}/{len(techniques)}] {label}", file=sys.stderr)
+                else:
+                    logging.getLogger("jaxreg").info("[%d/%d] %s", index + 1, len(techniques), label)
+            start = time.perf_counter()
+            directory = None if root is None else root / _slug(index, label)
+            stopper = EarlyStopping(recipe.early_stopping) if recipe.early_stopping else None
+            records[index] = runner.train_run(
+                label, programs_[index], splits, seed=config.seed, epochs=config.epochs,
+                batch_size=config.batch_size, early_stopping=stopper, progress=show, settings=recipe.settings(),
+                mesh=mesh, checkpoint_dir=directory)
+            if timings is not None:
+                timings[label] = time.perf_counter() - start
+
+    if len(groups) == 1:
+        train_group(groups[0], progress)
+    else:
+        # Two compiled programs at a time, one thread each: XLA compiles and runs one while the other does
+        # (the default table: the traced program and its early-stopping variant). Every run depends only on
+        # its own key and data, so the records are the same as in one thread; the second thread's progress is
+        # not shown (its lines would interleave).
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="jaxreg-compare") as pool:
+            futures = [pool.submit(train_group, indices, progress and g == 0) for g, indices in enumerate(groups)]
+            for future in futures:
+                future.result()
     return {"config": config.to_json(), "runs": records}
 
 
