@@ -106,6 +106,7 @@ def test_datasets_lists_digits_as_offline(capsys, tmp_path):
     assert offline["digits"] == "yes" and offline["mnist"] == "no"
 
 
+@pytest.mark.slow  # a fresh interpreter: make test-slow / CI
 def test_console_module_runs_in_a_subprocess(tmp_path):
     """``python -m jaxreg.cli`` is the console script's entry point: real exit codes, real streams."""
     env = {**os.environ, "TFDS_DATA_DIR": str(tmp_path)}
@@ -143,6 +144,7 @@ def test_bad_output_locations_exit_2_before_any_data_is_loaded(capsys, monkeypat
     assert "an existing file, not a directory" in _stderr_line(capsys)
 
 
+@pytest.mark.slow  # three checkpointed command runs (about 17 s): make test-slow / CI
 def test_fewer_epochs_than_the_checkpoints_hold_give_that_run_or_a_usage_error(capsys, tmp_path, monkeypatch):
     """Issue 15, item 1. Reference: a fresh 2-epoch run without checkpoints; results.json must be identical.
     Synchronous saves here (every epoch saved), so which checkpoints are kept does not depend on timing."""

@@ -20,6 +20,7 @@ def runs():
     return {run["technique"]: run for run in run_compare(config)["runs"]}
 
 
+@pytest.mark.slow  # every technique trained end to end (about 30 s): make test-slow / CI
 def test_every_new_technique_trains_and_reports(runs):
     for name in NEW:
         run = runs[name]
@@ -28,6 +29,7 @@ def test_every_new_technique_trains_and_reports(runs):
     assert runs["ema"]["settings"] == {"ema": 0.99} and runs["sam"]["settings"] == {"sam": 0.05}
 
 
+@pytest.mark.slow
 def test_weight_averaging_changes_what_is_evaluated_not_the_training(runs):
     none = runs["none"]["history"]
     for name in ("ema", "swa"):

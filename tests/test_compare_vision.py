@@ -22,6 +22,7 @@ from jaxreg.experiments.techniques import Recipe, parse_techniques
 RUN = "drop_block+random_erasing+rand_augment+mixup"
 
 
+@pytest.mark.slow  # the CNN trained end to end per technique (about 20 s): make test-slow / CI
 def test_the_vision_techniques_train_the_cnn_in_compare():
     run = run_compare(CompareConfig(model="cnn", techniques=(RUN,), epochs=2))["runs"][0]
     assert run["epochs_run"] == 2 and 0.1 < run["test_accuracy"] <= 1.0

@@ -119,6 +119,7 @@ print("ALL-OK")
 '''
 
 
+@pytest.mark.slow  # a fresh interpreter with 8 host devices (about 15 s): make test-slow / CI
 def test_eight_devices_match_one_device_in_subprocess(tmp_path):
     """Runs SCRIPT on 8 simulated CPU devices; every comparison (see the module docstring) is asserted there."""
     script = tmp_path / "parallel_check.py"
