@@ -209,6 +209,14 @@ def _tfds_examples(
 
 
 def tfds_image_loader(name: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """The registry's loader of TFDS image set ``name``: ``load(split, data_dir, seed, *, validation_fraction=0.1,
+    standardize=False) -> (x, y)``, pixels / 255 (NHWC float32), optionally standardized per channel.
+
+    Example:
+      >>> from jaxreg.experiments.tfds_data import tfds_image_loader
+      >>> callable(tfds_image_loader("mnist"))
+      True
+    """
     spec = TFDS[name]
 
     def load_images(
@@ -224,6 +232,14 @@ def tfds_image_loader(name: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
 def tfds_text_loader(name: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """The registry's loader of TFDS text set ``name``: ``load(split, data_dir, seed, *, validation_fraction=0.1,
+    max_length=...) -> (tokens, y)``, byte-level tokens (:func:`byte_tokenize`).
+
+    Example:
+      >>> from jaxreg.experiments.tfds_data import tfds_text_loader
+      >>> callable(tfds_text_loader("imdb_reviews"))
+      True
+    """
     spec = TFDS[name]
 
     def load_text(
