@@ -223,6 +223,27 @@ def test_rand_augment_applies_one_table_op_per_image_drawn_uniformly():
     assert counts.max() < N_IMAGES / 14 + 5 * math.sqrt(N_IMAGES / 14)
 
 
+def test_bucketed_ops_equal_every_op_on_the_whole_batch():
+    """Reference: every op on the whole batch, one kept per image (``lax.switch`` under ``vmap``, the policies'
+    former path), on the same draws: bit for bit on ``uint8``. Small buckets (capacity 3 for 24 images) make
+    ops overflow into further rounds; one op drawn by every image takes 8 rounds."""
+    from jaxreg.augment import policies
+
+    assert policies.bucket_capacity(256, 1 / 14) == 46 and policies.bucket_capacity(4, 1 / 14) == 4
+    x = X8[:24]
+    k_op, k_sign = jax.random.split(jax.random.key(11))
+    op = jax.random.randint(k_op, (24,), 0, 14)
+    mags, signed = magnitude_table("trivial_augment", 31, 12, 12)
+    m = policies._signed(k_sign, jnp.asarray(mags)[op, 17], jnp.asarray(signed), op)
+    bucketed = jax.jit(lambda x, op, m: policies._apply_ops(x, op, m, 0.0, 0, capacity=3))
+    every = jax.jit(lambda x, op, m: jnp.stack([x] + [f(x, m) for f in policies._op_fns(0.0, 0)])[
+        op, jnp.arange(x.shape[0])])
+    assert int(jnp.max(jnp.bincount(op, length=14)[1:])) > 3  # some bucket overflows
+    assert np.asarray(bucketed(x, op, m)).tobytes() == np.asarray(every(x, op, m)).tobytes()
+    all_equalize = jnp.full((24,), OPS.index("Equalize"))
+    np.testing.assert_array_equal(bucketed(x, all_equalize, m), jr.equalize(x))
+
+
 def test_policies_under_jit_and_vmap_float_and_uint8():
     """References: the eager call with the same key (vmap member 0), another execution (bits)."""
     xf = X8[:4].astype(np.float32) / 255

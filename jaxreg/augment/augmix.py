@@ -38,7 +38,7 @@ from jax.typing import ArrayLike
 
 from jaxreg._typing import KeyArray
 from jaxreg._validate import check_bool, check_in_range, check_positive_int
-from jaxreg.augment.policies import OPS, _apply_ops, _check_common, _signed
+from jaxreg.augment.policies import OPS, _apply_ops, _check_common
 
 __all__ = ["augmix"]
 
@@ -157,26 +157,34 @@ def _augmix(key: KeyArray, x: jax.Array, alpha: Any, severity: int, width: int, 
     steps = depth if depth > 0 else _MAX_DEPTH
     depths = jnp.full((n, width), depth) if depth > 0 else jax.random.randint(k_depth, (n, width), 1, _MAX_DEPTH + 1)
 
-    def chain(mixed: jax.Array, inputs: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, None]:
-        chain_key, weight, chain_depth = inputs
+    # Every draw up front, from the keys the chains and their steps have always used: (width, steps, n) each.
+    def step_draws(step_key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        k_op, k_bin, k_sign = jax.random.split(step_key, 3)
+        return (allowed[jax.random.randint(k_op, (n,), 0, allowed.shape[0])],
+                jax.random.randint(k_bin, (n,), 0, severity), jax.random.bernoulli(k_sign, 0.5, (n,)))
 
-        def step(images: jax.Array, step_inputs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
-            step_key, index = step_inputs
-            k_op, k_bin, k_sign = jax.random.split(step_key, 3)
-            op = allowed[jax.random.randint(k_op, (n,), 0, allowed.shape[0])]
-            op = jnp.where(index < chain_depth, op, OPS.index("Identity"))  # a shorter chain stops early
-            m = _signed(k_sign, table[op, jax.random.randint(k_bin, (n,), 0, severity)], signed, op)
-            out = _apply_ops(images, op, m, fill, order)
-            # Posterize to 0 bits (bins 8 and 9) keeps no bit: a black image, in torchvision and in the paper's
-            # code (PIL's posterize); _apply_ops clips bits to 1..8, as jr.posterize requires.
-            black = (op == OPS.index("Posterize")) & (m < 0.5)
-            return jnp.where(black[:, None, None, None], jnp.zeros((), out.dtype), out), None
+    chain_keys = jax.random.split(k_chains, width)
+    ops, bins, flips = jax.vmap(jax.vmap(step_draws))(jax.vmap(lambda k: jax.random.split(k, steps))(chain_keys))
+    ops = jnp.where(jnp.arange(steps)[None, :, None] < depths.T[:, None, :], ops, OPS.index("Identity"))
+    values = table[ops, bins]
+    magnitudes = jnp.where(flips & signed[ops], -values, values)
 
-        augmented, _ = jax.lax.scan(step, x, (jax.random.split(chain_key, steps), jnp.arange(steps)))
-        return mixed + weight[:, None, None, None] * augmented.astype(jnp.float32), None
+    # The width chains of all images advance together: one batch of width * n images per step.
+    def step(images: jax.Array, inputs: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
+        op, m = inputs
+        out = _apply_ops(images, op, m, fill, order, probability=1.0 / allowed.shape[0])
+        # Posterize to 0 bits (bins 8 and 9) keeps no bit: a black image, in torchvision and in the paper's
+        # code (PIL's posterize); _apply_ops clips bits to 1..8, as jr.posterize requires.
+        black = (op == OPS.index("Posterize")) & (m < 0.5)
+        return jnp.where(black[:, None, None, None], jnp.zeros((), out.dtype), out), None
 
-    mixed, _ = jax.lax.scan(chain, jnp.zeros(x.shape, jnp.float32),
-                            (jax.random.split(k_chains, width), mixture.T, depths.T))
+    flat = lambda a: jnp.swapaxes(a, 0, 1).reshape(steps, width * n)  # noqa: E731  (steps, chain-major images)
+    chains = jnp.broadcast_to(x, (width, *x.shape)).reshape(width * n, *x.shape[1:])
+    augmented, _ = jax.lax.scan(step, chains, (flat(ops), flat(magnitudes)))
+    augmented = augmented.reshape(width, *x.shape)
+    mixed = jnp.zeros(x.shape, jnp.float32)
+    for c in range(width):  # the chains' order of summation, as before
+        mixed = mixed + mixture[:, c, None, None, None] * augmented[c].astype(jnp.float32)
     blend = blend[:, None, None, None]
     out = blend * x.astype(jnp.float32) + (1.0 - blend) * mixed
     if x.dtype == jnp.uint8:
