@@ -84,6 +84,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name is i
         from_flax_batch_stats,
         to_flax_batch_stats,
     )
+    from jaxreg.consistency import augmix_views, jensen_shannon, jsd_loss
     from jaxreg.output_penalties import confidence_penalty, input_gradient_penalty, jacobian_penalty, rdrop_loss
     from jaxreg.penalties import activity_l1, activity_l2, elastic_net, group_lasso, l1, l2, orthogonal
     from jaxreg.select import kernel_mask, path_mask
@@ -110,6 +111,7 @@ _MODULE_NAMES: dict[str, tuple[str, ...]] = {
         "random_flip", "random_rotation", "random_translation", "random_zoom", "rotate", "shear_x", "shear_y",
         "smooth_labels", "solarize", "translate", "trivial_augment", "zoom",
     ),
+    "jaxreg.consistency": ("augmix_views", "jensen_shannon", "jsd_loss"),
     "jaxreg.conv": ("conv",),
     "jaxreg.cv": ("kfold_fit", "kfold_indices", "kfold_masks", "sweep_fit"),
     "jaxreg.averaging": ("WeightAverages", "update_bn"),
@@ -170,6 +172,10 @@ __all__ = [
     "rdrop_loss",
     "input_gradient_penalty",
     "jacobian_penalty",
+    # consistency across augmented views (AugMix's Jensen-Shannon loss)
+    "jensen_shannon",
+    "jsd_loss",
+    "augmix_views",
     # noise
     "dropout",
     "spatial_dropout",

@@ -100,6 +100,7 @@ from jax.typing import ArrayLike
 
 from jaxreg._typing import ApplyFn, KeyArray, MaskOrFn, PyTree
 from jaxreg._validate import check_bool, check_callable, check_choice, check_in_range, check_key, check_positive_int
+from jaxreg.consistency import check_consistency, joint_forward
 from jaxreg.averaging import WeightAverages, averaged_params, init_averages, update_averages
 from jaxreg.early_stopping import EarlyStopping
 from jaxreg._losses import check_batch as _check_batch
@@ -131,6 +132,7 @@ AugmentFn = Callable[[KeyArray, Any, Any], tuple[Any, Any]]
 # values no int32 step number reaches (2**32 - 1 is the shuffle stream, jaxreg.epoch).
 AUGMENT_STREAM = 2**32 - 2
 PROJECTION_STREAM = 2**32 - 3
+CONSISTENCY_STREAM = 2**32 - 4
 
 
 def stream_key(key: KeyArray, stream: int, step: ArrayLike) -> KeyArray:
@@ -302,6 +304,7 @@ def make_train_step(
     activity_penalties: Sequence[tuple] = (),
     augment: AugmentFn | None = None,
     rdrop: ArrayLike | None = None,
+    consistency: tuple | None = None,
     input_gradient: ArrayLike | None = None,
     jacobian: ArrayLike | None = None,
     jacobian_projections: int = 1,
@@ -337,6 +340,11 @@ def make_train_step(
       rdrop: R-Drop's ``alpha``: two forward passes with different noise keys (``fold_in(key, 1)`` for the
         second), the task loss averaged over both, ``alpha * mean symmetric KL`` added (:func:`jaxreg.rdrop_loss`;
         the model needs dropout for it to do anything). Costs a second forward and backward pass.
+      consistency: ``(views_fn, coefficient)``: ``views_fn(key, x)`` returns views of the batch (e.g.
+        :func:`jaxreg.augmix_views`: AugMix's two views, with ``coefficient`` 12 in the paper); the batch and its
+        views go through the model as one concatenated batch, the task loss and metrics take the clean part,
+        and ``coefficient *`` the (weighted) mean :func:`jaxreg.jensen_shannon` of the predictions is added
+        (keys on their own stream). Not combinable with ``rdrop`` or ``activity_penalties``.
       input_gradient: coefficient of :func:`jaxreg.input_gradient_penalty` (double backpropagation) of the
         (weighted) per-example task loss with respect to the (augmented) input batch.
       jacobian: coefficient of :func:`jaxreg.jacobian_penalty` of the outputs with respect to the input, with
@@ -400,6 +408,9 @@ def make_train_step(
         if coefficient is not None:
             check_in_range(name, coefficient, 0.0, None, scalar=True)
     jacobian_projections = check_positive_int("jacobian_projections", jacobian_projections)
+    consistency = check_consistency(consistency)
+    if consistency is not None and (rdrop is not None or activity_penalties):
+        raise ValueError("consistency cannot be combined with rdrop or activity_penalties (one forward pass each).")
     check_bool("donate", donate, "make_train_step")
     check_bool("jit", jit, "make_train_step")
     takes_extra_args = isinstance(optimizer, optax.GradientTransformationExtraArgs)
@@ -422,6 +433,10 @@ def make_train_step(
                     raise ValueError("activity_penalties need apply_fn(..., capture_activities=True) to return "
                                      "(outputs, model_state, activities), as jr.linen_apply and jr.nnx_apply do.")
                 outputs, model_state, activities = result
+            elif consistency is not None:
+                outputs, model_state, divergence = joint_forward(
+                    lambda inputs, key: forward(params, inputs, key), x, noise_key,
+                    stream_key(state.key, CONSISTENCY_STREAM, state.step), consistency[0])
             else:
                 outputs, model_state = forward(params, x, noise_key)
             _check_batch(outputs, y, weights)
@@ -437,6 +452,8 @@ def make_train_step(
                 if term.ndim:
                     raise ValueError(f"activity_penalties[{i}] fn must return a scalar, got shape {term.shape}.")
                 terms.append(jnp.asarray(coef) * term)
+            if consistency is not None:
+                terms.append(jnp.asarray(consistency[1]) * _weighted_mean(divergence, weights))
             if rdrop is not None:
                 outputs_b, _ = forward(params, x, jax.random.fold_in(noise_key, 1))
                 task = 0.5 * (task + _weighted_mean(loss_fn(outputs_b, y), weights))

@@ -179,6 +179,11 @@ CASES = [
     # the engine's output, input-gradient and averaging options (issue 11)
     Case("confidence_penalty", "axis", lambda v: jr.confidence_penalty(LABELS, axis=v), _vec(0)),
     Case("rdrop_loss", "axis", lambda v: jr.rdrop_loss(LABELS, LABELS, axis=v), _vec(0)),
+    Case("jensen_shannon", "axis", lambda v: jr.jensen_shannon(LABELS, LABELS, axis=v), _vec(0)),
+    Case("jsd_loss", "axis", lambda v: jr.jsd_loss(LABELS, LABELS, LABELS, axis=v), _vec(0)),
+    Case("augmix_views", "num_views", lambda v: jr.augmix_views(v), _vec(2)),
+    Case("make_train_step", "consistency coefficient",
+         lambda v: jr.make_train_step(_apply, _loss, TX, consistency=(lambda k, x: (x,), v), jit=False), _vec(1.0)),
     Case("jacobian_penalty", "num_projections",
          lambda v: jr.jacobian_penalty(KEY, lambda x: x, X, num_projections=v), _vec(2)),
     Case("make_train_step", "output_penalties[0] coefficient",
