@@ -111,6 +111,27 @@ def drop_block(
     return _drop_block(key, x, rate, example_ids, block_size)
 
 
+def _dilate(seeds: jax.Array, block_size: int, axis: int) -> jax.Array:
+    """OR of ``block_size`` consecutive seeds along ``axis``, padded by ``block_size - 1`` on each side.
+
+    The b x b window is separable: two 1-D passes. Each pass is b - 1 ORs of shifted slices for small blocks
+    (6x faster than ``lax.reduce_window`` over the b x b window on XLA:CPU, 7x7 blocks), a 1-D reduce_window for
+    large ones (compile size).
+    """
+    pad = [(0, 0)] * seeds.ndim
+    pad[axis] = (block_size - 1, block_size - 1)
+    if block_size > 8:
+        window = [1] * seeds.ndim
+        window[axis] = block_size
+        return lax.reduce_window(seeds, False, lax.bitwise_or, tuple(window), (1,) * seeds.ndim, pad)
+    padded = jnp.pad(seeds, pad)
+    size = seeds.shape[axis] + block_size - 1
+    out = lax.slice_in_dim(padded, 0, size, axis=axis)
+    for shift in range(1, block_size):
+        out = out | lax.slice_in_dim(padded, shift, shift + size, axis=axis)
+    return out
+
+
 @functools.partial(jax.jit, static_argnums=(4,))
 def _drop_block(key: KeyArray, x: jax.Array, rate: Any, example_ids: Any, block_size: int) -> jax.Array:
     n, h, w, c = x.shape
@@ -125,11 +146,7 @@ def _drop_block(key: KeyArray, x: jax.Array, rate: Any, example_ids: Any, block_
         )
     # A seed at (i, j) drops rows i..i+b-1 and columns j..j+b-1: a max-pool over b x b windows of the seeds
     # padded by b - 1 on each side (torchvision pads b // 2, then max-pools with padding b // 2).
-    pad = block_size - 1
-    dropped = lax.reduce_window(
-        seeds, False, lax.bitwise_or, (1, block_size, block_size, 1), (1, 1, 1, 1),
-        ((0, 0), (pad, pad), (pad, pad), (0, 0)),
-    )
+    dropped = _dilate(_dilate(seeds, block_size, 1), block_size, 2)
     keep = jnp.logical_not(dropped)
     scale = jnp.float32(keep.size) / (_EPS + jnp.sum(keep, dtype=jnp.float32))
     return jnp.where(keep, x * scale.astype(x.dtype), jnp.zeros((), x.dtype))

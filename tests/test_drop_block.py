@@ -120,3 +120,18 @@ def test_identity_cases_and_bad_input():
         jr.drop_block(KEY, jnp.ones((2, 8, 8, 3), jnp.uint8), 0.1, block_size=3)
     with pytest.raises(ValueError, match="requires a key"):
         jr.drop_block(None, ONES, 0.1)
+
+
+@pytest.mark.parametrize("block", [1, 2, 7, 9])
+def test_block_dilation_equals_a_b_by_b_reduce_window(block):
+    """Reference: ``lax.reduce_window`` of OR over the b x b window (the formulation before the separable one);
+    blocks up to 8 take shifted slices, larger ones 1-D reduce_windows."""
+    from jax import lax
+
+    from jaxreg.drop_block import _dilate
+
+    seeds = jax.random.bernoulli(jax.random.key(block), 0.05, (2, 12, 10, 3))
+    pad = block - 1
+    expected = lax.reduce_window(seeds, False, lax.bitwise_or, (1, block, block, 1), (1, 1, 1, 1),
+                                 ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    np.testing.assert_array_equal(_dilate(_dilate(seeds, block, 1), block, 2), expected)
