@@ -270,3 +270,12 @@ def test_nnx_conv_matches_flax_nnx(kw):
     b = nnx.jit(nnx.value_and_grad(loss, argnums=(0, 1)))(ref, x)
     for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         assert _rel(u, v) < F32_TOL
+
+
+def test_the_adapters_export_conv_under_flaxs_name():
+    from jaxreg.flax import linen as jrl
+    from jaxreg.flax import nnx as jrn
+
+    assert jrl.Conv is Conv and jrn.Conv is NnxConv
+    assert "Conv" in jrl.__all__ and "Conv" in jrn.__all__
+

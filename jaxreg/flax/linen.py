@@ -6,7 +6,9 @@ Each module is a thin shell: the noise layers draw their key with ``self.make_rn
 ``batch_stats``: ``mean``, ``var``) and calls :func:`jaxreg.batch_norm`. Fields and call signatures follow
 their flax namesakes, so ``jrl.Dropout`` / ``jrl.BatchNorm`` can replace ``nn.Dropout`` / ``nn.BatchNorm`` in
 an existing model: same auto-generated names, same variable tree, same dropout masks (with the default
-``mask_impl="prng"``), same batch-norm numerics.
+``mask_impl="prng"``), same batch-norm numerics. ``jrl.Conv`` is :class:`jaxreg.flax.conv.Conv`:
+``flax.linen.Conv`` whose convolution is :func:`jaxreg.conv` (a reverse-mode rule tuned for XLA:CPU, XLA's
+own convolution on GPU and TPU), same fields and variables.
 
 Differences from flax: a ``rate`` of 1 is rejected (``ValueError``) instead of returning zeros (inherited
 from the functional core); ``BatchNorm`` takes flax's whole signature and adds ``ghost_batch_size`` (its
@@ -25,6 +27,7 @@ from flax.linen import normalization as linen_normalization
 from flax.typing import Dtype, Initializer
 
 from jaxreg.drop_block import drop_block
+from jaxreg.flax.conv import Conv
 from jaxreg import noise
 from jaxreg._typing import ApplyFn, KeyArray
 from jaxreg._validate import is_concrete
@@ -39,6 +42,7 @@ __all__ = [
     "DropPath",
     "DropBlock",
     "BatchNorm",
+    "Conv",
     "linen_apply",
 ]
 

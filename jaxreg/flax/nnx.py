@@ -9,7 +9,9 @@ one key per call from it, unless the call passes ``rngs=`` (an ``nnx.Rngs``, an 
 ``nnx.BatchNorm``'s whole signature and lives in ``_nnx_norm`` (re-exported here). The arithmetic is the
 functional core's (``jaxreg.noise``, :func:`jaxreg.batch_norm`; the batch-norm options the core lacks run
 nnx's own helpers); with ``mask_impl="prng"`` the dropout masks are ``nnx.Dropout``'s for the same ``Rngs``,
-bit for bit, and a missing rng raises ``nnx.Dropout``'s ``ValueError`` message.
+bit for bit, and a missing rng raises ``nnx.Dropout``'s ``ValueError`` message. ``jrn.Conv`` is
+:class:`jaxreg.flax.conv.NnxConv`: ``flax.nnx.Conv`` whose convolution is :func:`jaxreg.conv`, same
+arguments and variables.
 
 Example:
   >>> import jax.numpy as jnp
@@ -43,6 +45,7 @@ from jaxreg import noise
 from jaxreg._typing import ApplyFn, PyTree
 from jaxreg._validate import is_concrete
 from jaxreg.flax._nnx_norm import BatchNorm
+from jaxreg.flax.conv import NnxConv as Conv
 
 __all__ = [
     "Dropout",
@@ -53,6 +56,7 @@ __all__ = [
     "DropPath",
     "DropBlock",
     "BatchNorm",
+    "Conv",
     "nnx_apply",
 ]
 
