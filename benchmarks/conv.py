@@ -48,6 +48,9 @@ FEATURES, DENSE = (32, 64), 128
 TORCH_TARGET = 1.5  # the issue's bar: the jaxreg step at least 1.5x faster than PyTorch eager
 DEVICE_TARGET = 1.02  # off CPU, jr.conv is XLA's convolution: no slowdown
 _NHWC = ("NHWC", "HWIO", "NHWC")
+# XLA:CPU sends dots and convolutions to YNNPACK by default; this keeps its dots and gives the convolutions to
+# Eigen, whose forward convolution of the second layer runs 2x faster here (benchmarks/NOTES.md, section 11).
+EIGEN_CONVOLUTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
 class FlaxLayersCNN(RegularizedCNN):
@@ -141,6 +144,27 @@ def cnn_steps(batch: int, *, image: int = IMAGE, channels: int = 3, features: tu
     return out
 
 
+def eigen_convolution_step(batch: int, *, image: int = IMAGE, features: tuple[int, int] = FEATURES,
+                           dense_size: int = DENSE):
+    """``(step, state, x, y)``: the ``jaxreg`` step of :func:`cnn_steps` compiled with ``EIGEN_CONVOLUTIONS``.
+
+    How a user gets it: ``make_train_step(..., jit=False)`` jitted with ``jax.jit(step, donate_argnums=0,
+    compiler_options=EIGEN_CONVOLUTIONS)``. None off the CPU backend (the option is XLA:CPU's).
+    """
+    if jax.default_backend() != "cpu":
+        return None
+    setup = cnn_steps(batch, image=image, features=features, dense_size=dense_size)
+    model = RegularizedCNN(num_outputs=10, features=features, dense_size=dense_size)
+    tx = default_optimizer()
+    plain = jr.make_train_step(jr.linen_apply(model), optax.softmax_cross_entropy_with_integer_labels, tx,
+                               penalties=[(jr.l2, L2, jr.kernel_mask)], jit=False)
+    step = jax.jit(lambda state, x, y: plain(state, x, y), donate_argnums=0, compiler_options=EIGEN_CONVOLUTIONS)
+    fresh = jax.tree.map(lambda a: jnp.array(a, copy=True), setup["variables"])
+    state = jr.create_train_state(fresh["params"], tx, jax.random.key(1),
+                                  model_state={"batch_stats": fresh["batch_stats"]})
+    return step, state, setup["x"], setup["y"]
+
+
 def torch_cnn(*, features: tuple[int, int] = FEATURES, dense_size: int = DENSE, image: int = IMAGE,
               l2: float = L2, threads: int = TORCH_THREADS):
     """``(model, step)``: ``RegularizedCNN``'s architecture in PyTorch eager, or a string saying why not.
@@ -214,14 +238,23 @@ def _cnn_rows(quick: bool) -> list[Result]:
     torch_step = setup_t[1]
     x_t = torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy())
     y_t = torch.from_numpy(np.asarray(y).astype(np.int64))
-    # A separate pair, as in train_step.py: torch's OpenMP threads must not touch the pair above.
-    pair = time_interleaved({"ours": ours, "torch": functools.partial(torch_step, x_t, y_t)}, repeats=repeats,
-                            warmup=2)
+    # A separate group, as in train_step.py: torch's OpenMP threads must not touch the pair above.
+    timed = {"ours": ours, "torch": functools.partial(torch_step, x_t, y_t)}
+    eigen = eigen_convolution_step(batch)
+    if eigen is not None:
+        timed["eigen"] = Stepper(*eigen)
+    pair = time_interleaved(timed, repeats=repeats, warmup=2)
     policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     rows.append(Result(BENCH, case, "jaxreg step", f"PyTorch eager ({TORCH_THREADS} threads)", pair["ours"],
                        pair["torch"], pair["torch"] / pair["ours"], target=TORCH_TARGET, higher_is_better=True,
                        note=f"speedup; torch {torch.__version__}, OMP_WAIT_POLICY={policy}; "
                             f"the flax-layers step {times['flax'] / times['ours']:.2f}x ours"))
+    if eigen is not None:
+        rows.append(Result(BENCH, case, "jaxreg step, convolutions on Eigen (compiler option)",
+                           f"PyTorch eager ({TORCH_THREADS} threads)", pair["eigen"], pair["torch"],
+                           pair["torch"] / pair["eigen"], target=TORCH_TARGET, higher_is_better=True,
+                           note=f"speedup; jax.jit(step, compiler_options={EIGEN_CONVOLUTIONS}); "
+                                f"{pair['ours'] / pair['eigen']:.2f}x faster than the default compilation"))
     return rows
 
 
