@@ -37,6 +37,8 @@ Techniques (``--techniques``: comma-separated items; ``+`` combines techniques, 
     orthogonal          Keras OrthogonalRegularizer(c, mode="columns") on the dense kernels (jr.orthogonal)
     batch_renorm        jr.batch_renorm after every hidden layer of the MLP (r_max 3, d_max 5)
     drop_connect        jr.drop_connect of the MLP's hidden kernels, one mask per step (rate)
+    augmix              two jr.augmix views of each training batch in one forward pass with it, the task loss
+                        on the clean part + c * jr.jsd_loss (make_train_step(consistency=); c 12 as the paper)
 
 e.g. ``--techniques none,l2=1e-3,dropout+batchnorm``.
 

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxreg.consistency import augmix_views
 from jaxreg.augment import cutmix, mixup, rand_augment, random_crop, random_erasing, trivial_augment
 from jaxreg.experiments import data as _data
 from jaxreg.experiments import models as _models
@@ -74,11 +75,15 @@ def check_combination(label: str, recipe: Recipe, model: str, info: _data.Datase
         raise UsageError(f"technique {label!r}: cutmix needs images, {info.name!r} has inputs {info.input_shape}")
     if recipe.mixup and info.vocab_size is not None:
         raise UsageError(f"technique {label!r}: mixup blends inputs, but {info.name!r} has token ids")
-    image_ops = [name for name in ("random_erasing", "rand_augment", "trivial_augment") if getattr(recipe, name)]
+    image_ops = [name for name in ("random_erasing", "rand_augment", "trivial_augment", "augmix")
+                 if getattr(recipe, name)]
     if image_ops and len(info.input_shape) != 3:
         raise UsageError(f"technique {label!r}: {image_ops[0]} needs images, {info.name!r} has inputs "
                          f"{info.input_shape}")
-    if (recipe.rand_augment or recipe.trivial_augment) and info.input_shape[-1] not in (1, 3):
+    if recipe.augmix and (recipe.rdrop or recipe.activity_l2):
+        raise UsageError(f"technique {label!r}: augmix's views share the forward pass; it cannot be combined with "
+                         "rdrop or activity_l2")
+    if (recipe.rand_augment or recipe.trivial_augment or recipe.augmix) and info.input_shape[-1] not in (1, 3):
         raise UsageError(f"technique {label!r}: the policies' color ops need 1 or 3 channels, {info.name!r} has "
                          f"{info.input_shape[-1]}")
     if recipe.activity_l2 and model != "mlp":
@@ -219,6 +224,8 @@ def _step_options(recipe: Recipe, num_classes: int) -> dict[str, Any]:
         options["output_penalties"] = [(lambda outputs, y: confidence_penalty(outputs), recipe.confidence)]
     if recipe.rdrop:
         options["rdrop"] = recipe.rdrop
+    if recipe.augmix:
+        options["consistency"] = (augmix_views(2), recipe.augmix)
     if recipe.activity_l2:
         # Keras' activity_regularizer=L2(c) on each hidden layer: c * sum(a**2) / batch, from what the MLP sows.
         options["activity_penalties"] = [(functools.partial(activity_l2, batch_mean=True), recipe.activity_l2)]

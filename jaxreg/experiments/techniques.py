@@ -64,6 +64,7 @@ TECHNIQUES.update({
     "orthogonal": "Keras OrthogonalRegularizer on the dense kernels' output units (coefficient)",
     "batch_renorm": "batch renormalization of the MLP's hidden layers (r_max 3, d_max 5, momentum 0.9)",
     "drop_connect": "DropConnect on the MLP's hidden kernels, one mask per step (rate)",
+    "augmix": "AugMix: two AugMix views of each training batch, Jensen-Shannon consistency (coefficient)",
 })
 
 ROTATION_ZOOM_RANGE = 0.1
@@ -101,6 +102,8 @@ DEFAULT_STRENGTHS: dict[str, float] = {
     "group_lasso": 1e-3,
     "orthogonal": 0.01,
     "drop_connect": 0.5,
+    # AugMix's paper: lambda = 12 for the Jensen-Shannon term, two views per image.
+    "augmix": 12.0,
 }
 """Default strength of each technique, tuned on compare's default setup (see :mod:`jaxreg.experiments.compare`)."""
 
@@ -133,6 +136,8 @@ class Recipe:
       trivial_augment: apply :func:`jaxreg.trivial_augment` to the training images.
       rotation_zoom: largest rotation in degrees of :func:`rotation_zoom` (0: off).
       group_lasso: coefficient of :func:`jaxreg.group_lasso` on the dense kernels' output units.
+      augmix: coefficient of the Jensen-Shannon consistency between the clean batch and two
+        :func:`jaxreg.augmix` views (the engine's ``consistency=``; 0: off).
       orthogonal: factor of :func:`jaxreg.orthogonal` on the dense kernels' output units.
       batch_renorm: batch-renormalize hidden layers (:func:`jaxreg.batch_renorm`; implies ``batch_norm``).
       drop_connect: :func:`jaxreg.drop_connect` rate of the MLP's hidden kernels.
@@ -175,6 +180,7 @@ class Recipe:
     orthogonal: float = 0.0
     batch_renorm: bool = False
     drop_connect: float = 0.0
+    augmix: float = 0.0
 
     def settings(self) -> dict[str, Any]:
         """The fields that differ from the neutral recipe (a run record's ``settings``)."""
