@@ -37,6 +37,7 @@ def test_parse_defaults_and_values():
     assert parsed["random_erasing=0.25"] == Recipe(random_erasing=0.25)
     assert parsed["rand_augment=5"] == Recipe(rand_augment=5)
     assert parsed["trivial_augment"] == Recipe(trivial_augment=True)
+    assert dict(parse_techniques("augmix, augmix=1"))["augmix"] == Recipe(augmix=12.0)  # the paper's lambda
 
 
 @pytest.mark.parametrize("text, message", [
@@ -61,6 +62,8 @@ def test_bad_values_are_usage_errors(text, message):
     ({"dataset": "synthetic_sequences", "techniques": ("rand_augment",)}, "rand_augment needs images"),
     ({"dataset": "synthetic_sequences", "techniques": ("trivial_augment",)}, "trivial_augment needs images"),
     ({"dataset": "synthetic_sequences", "model": "cnn", "techniques": ("drop_block",)}, "needs images"),
+    ({"dataset": "synthetic_sequences", "techniques": ("augmix",)}, "augmix needs images"),
+    ({"model": "cnn", "techniques": ("augmix+dropout+rdrop",)}, "cannot be combined with rdrop"),
 ])
 def test_combinations_that_cannot_work_are_usage_errors(options, message):
     with pytest.raises(UsageError, match=message):
@@ -120,3 +123,17 @@ def test_drop_block_is_a_layer_after_each_conv_block():
 
     assert drop_block_calls(model, train=True) == 2  # after each of the two convolution blocks
     assert drop_block_calls(model, train=False) == 0 and drop_block_calls(plain, train=True) == 0
+
+
+def test_augmix_technique_is_the_engines_consistency_with_two_augmix_views():
+    """Reference: jr.augmix_views(2) and the coefficient, as make_train_step(consistency=) takes them."""
+    from jaxreg.experiments.technique_programs import _step_options
+
+    views, coefficient = _step_options(Recipe(augmix=12.0), 10)["consistency"]
+    x, _ = _digits_like()
+    key = jax.random.key(4)
+    assert coefficient == 12.0
+    for view, want in zip(views(key, x), jr.augmix_views(2)(key, x), strict=True):
+        np.testing.assert_array_equal(view, want)
+    assert "consistency" not in _step_options(Recipe(), 10)
+
