@@ -186,7 +186,13 @@ def test_conv_bench_cnn_steps_do_equal_work():
     np.testing.assert_allclose(float(ours_metrics["loss"]), float(ref_metrics["loss"]), rtol=1e-6)
     for a, b in zip(jax.tree.leaves(ours.params), jax.tree.leaves(ref.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    # The same step compiled with the convolutions on Eigen (the compiler-option row): the same update.
+
+
+@pytest.mark.slow  # a third compilation of the CNN step
+def test_conv_bench_eigen_convolution_step_does_the_same_work():
+    """The jaxreg step compiled with the convolutions on Eigen (the compiler-option row): the same update."""
+    setup = conv_bench.cnn_steps(4, image=8, features=(2, 4), dense_size=4)
+    ours, ours_metrics = setup["jaxreg"][0](setup["jaxreg"][1], setup["x"], setup["y"])
     step, state, x, y = conv_bench.eigen_convolution_step(4, image=8, features=(2, 4), dense_size=4)
     eigen, eigen_metrics = step(state, x, y)
     np.testing.assert_allclose(float(eigen_metrics["loss"]), float(ours_metrics["loss"]), rtol=1e-6)

@@ -162,13 +162,16 @@ def _apply_ops(
     ``bucket_capacity(n, probability)``, padded with zeros) and every image is gathered back from its op's
     bucket: about ``13 * capacity`` image-ops instead of the ``13 * n`` of computing every op for every image
     and keeping one (what ``lax.switch`` becomes under ``vmap``). A bucket that overflows takes further rounds
-    (a while loop, almost always of one round). Each image's result is the op's on that image alone: the
+    (a while loop, almost always of one round). Batches too small for buckets of at most half their size take
+    the plain path. Each image's result is the op's on that image alone: the
     same bits as the op on the whole batch for ``uint8``, within one rounding for floats (a mean's summation
     order; ``tests/test_augment_policies.py``).
     """
     n = x.shape[0]
     fns = _op_fns(fill, order)
     capacity = bucket_capacity(n, probability) if capacity is None else capacity
+    if 2 * capacity > n:  # small batches: buckets would save less than half the work, and compile slower
+        return jnp.stack([x] + [fn(x, magnitude) for fn in fns])[op, jnp.arange(n)]
     rank = jnp.cumsum(op[:, None] == jnp.arange(len(OPS)), axis=0)[jnp.arange(n), op] - 1  # place among its op's
     round_of = jnp.where(op == 0, -1, rank // capacity)  # Identity has no bucket
     slot = (jnp.clip(op - 1, 0) * capacity + rank % capacity)
