@@ -266,6 +266,7 @@ def test_hook_round_trips_stacked_member_states_and_their_histories(tmp_path):
     assert merged[2] == {"epoch": [0, 1], "val_loss": [2.0, 0.5]}
 
 
+@pytest.mark.slow  # three checkpointed runs (~11 s): make test-slow / CI
 def test_fewer_epochs_than_the_checkpoint_holds_restore_that_epoch_or_refuse(tmp_path):
     """Reference: an uninterrupted jr.fit of 3 epochs. A directory holding a 5-epoch run gives exactly that
     3-epoch run (its epoch-2 checkpoint is kept), never the 5-epoch result labelled as 3 epochs; a directory

@@ -165,6 +165,7 @@ def test_fewer_epochs_than_the_checkpoints_hold_give_that_run_or_a_usage_error(c
     assert "trained for 5 epochs, more than epochs = 2" in line and "no longer kept" in line
 
 
+@pytest.mark.slow  # a diverging compare run end to end (~15 s): make test-slow / CI
 def test_a_diverged_run_exits_1_with_one_line_after_writing_its_results(capsys, tmp_path):
     """Issue 15, item 3: --learning-rate 1e30 skips every step after the first; the table shows the skipped
     steps, results.json is written, the command exits 1 with one line (0 with --keep-going)."""

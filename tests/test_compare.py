@@ -94,6 +94,7 @@ def test_results_json_is_byte_identical_and_has_no_timings(tmp_path):
     assert {p.name for p in (tmp_path / "a").glob("*.png")} >= {"accuracy_gap.png", "curves_loss.png"}
 
 
+@pytest.mark.slow  # two compare runs end to end (~13 s); checkpoint resume is unit-tested in test_checkpoint.py
 def test_checkpoint_resume_gives_the_uninterrupted_result(tmp_path):
     """A run stopped after 2 of 3 epochs and started again ends with the results of one 3-epoch run."""
     config = CompareConfig(techniques=("early_stopping=1",), epochs=3)  # the stopper state is resumed too
