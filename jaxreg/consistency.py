@@ -39,6 +39,7 @@ from jax.typing import ArrayLike
 
 from jaxreg._typing import KeyArray
 from jaxreg._validate import check_axis, check_callable, check_in_range, check_positive_int
+from jaxreg.output_penalties import _batch_mean, _check_logits
 
 __all__ = ["augmix_views", "jensen_shannon", "jsd_loss"]
 
@@ -46,13 +47,6 @@ ViewsFn = Callable[[KeyArray, Any], tuple[Any, ...]]
 """``views(key, x) -> (view_1, ..., view_k)``: batches shaped like ``x``, the engine's consistency views."""
 
 _MIXTURE_FLOOR = 1e-7  # the reference code's clamp of the mixture distribution
-
-
-def _logits(name: str, value: Any) -> jax.Array:
-    value = jnp.asarray(value)
-    if not jnp.issubdtype(value.dtype, jnp.floating):
-        raise TypeError(f"{name} must be a float array of logits, got dtype {value.dtype}.")
-    return value
 
 
 def jensen_shannon(*logits: ArrayLike, axis: int = -1) -> jax.Array:
@@ -82,7 +76,7 @@ def jensen_shannon(*logits: ArrayLike, axis: int = -1) -> jax.Array:
     if len(logits) < 2:
         raise ValueError(f"jensen_shannon needs two or more predictions (the clean one and its views), got "
                          f"{len(logits)}.")
-    arrays = [_logits(f"logits[{i}]", value) for i, value in enumerate(logits)]
+    arrays = [_check_logits(f"logits[{i}]", value) for i, value in enumerate(logits)]
     if any(a.shape != arrays[0].shape for a in arrays):
         raise ValueError(f"jensen_shannon: the predictions must have one shape, got {[a.shape for a in arrays]}.")
     axis = check_axis("axis", axis, arrays[0].ndim)
@@ -114,7 +108,7 @@ def jsd_loss(*logits: ArrayLike, axis: int = -1) -> jax.Array:
       >>> round(float(jr.jsd_loss(jnp.array([[1.0, 0.0]]), jnp.array([[0.0, 1.0]]))), 4)
       0.1109
     """
-    return jnp.mean(jensen_shannon(*logits, axis=axis))
+    return _batch_mean(jensen_shannon(*logits, axis=axis))
 
 
 def augmix_views(num_views: int = 2, **augmix_options: Any) -> ViewsFn:
